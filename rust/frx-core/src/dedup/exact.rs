@@ -1,0 +1,108 @@
+//! Exact deduplication on normalised text.
+//!
+//! Keys are xxh3-128 of [`crate::text::normalize_into`]; computed in parallel, then grouped in
+//! row order so "first occurrence kept" holds whatever the thread count.
+
+use crate::text::{normalize_into, StrColumn};
+use hashbrown::HashMap;
+use rayon::prelude::*;
+use std::hash::{BuildHasherDefault, Hasher};
+use xxhash_rust::xxh3::xxh3_128;
+
+/// Keys are already uniform hashes: use their low bits as the table hash.
+#[derive(Default)]
+pub(crate) struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b) ^ (self.0 >> 56);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+pub(crate) type Prehashed = BuildHasherDefault<PrehashedHasher>;
+
+/// Rows per rayon task: large enough to amortise scheduling, small enough to balance.
+pub(crate) const ROWS_PER_TASK: usize = 2048;
+
+/// The exact-dedup key of every row (`None` for nulls).
+pub fn exact_keys(col: &StrColumn<'_>) -> Vec<Option<u128>> {
+    (0..col.len())
+        .into_par_iter()
+        .with_min_len(ROWS_PER_TASK)
+        .map_init(
+            || Vec::with_capacity(256),
+            |buf, i| {
+                col.get(i).map(|s| {
+                    normalize_into(s, buf);
+                    xxh3_128(buf)
+                })
+            },
+        )
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExactResult {
+    /// `true` for the first row of each group (and for every null row).
+    pub keep: Vec<bool>,
+    /// Index of the first row with the same normalised text; a null row is its own group.
+    pub group: Vec<i64>,
+}
+
+/// Exact dedup of a column. Null rows are never duplicates of anything: they are kept.
+pub fn exact(col: &StrColumn<'_>) -> ExactResult {
+    let keys = exact_keys(col);
+    let mut first: HashMap<u128, i64, Prehashed> =
+        HashMap::with_capacity_and_hasher(keys.len(), Prehashed::default());
+    let mut keep = Vec::with_capacity(keys.len());
+    let mut group = Vec::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        let g = match k {
+            None => i as i64,
+            Some(k) => *first.entry(*k).or_insert(i as i64),
+        };
+        keep.push(g == i as i64);
+        group.push(g);
+    }
+    ExactResult { keep, group }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::OwnedColumn;
+
+    #[test]
+    fn keeps_first_of_each_normalised_group() {
+        let c = OwnedColumn::from_options(&[
+            Some("Hello  world"),
+            Some("hello world"),
+            None,
+            Some("HELLO WORLD "),
+            None,
+            Some("other"),
+            Some(""),
+            Some("   "),
+        ]);
+        let r = exact(&c.view());
+        assert_eq!(r.group, vec![0, 0, 2, 0, 4, 5, 6, 6]);
+        assert_eq!(r.keep, vec![true, false, true, false, true, true, true, false]);
+    }
+
+    #[test]
+    fn zero_rows() {
+        let c = OwnedColumn::from_strs::<&str>(&[]);
+        assert_eq!(exact(&c.view()), ExactResult { keep: vec![], group: vec![] });
+    }
+}

@@ -1,0 +1,331 @@
+//! Near-duplicate index: MinHash signatures, LSH banding, verification by estimated Jaccard,
+//! and union-find clusters. The index grows batch by batch, so one index can dedup across
+//! shards, and it answers read-only queries (contamination checks against a reference set).
+//!
+//! Rows get global ids in insertion order. A row's cluster id is the smallest id in its cluster,
+//! so the row with that id is the one to keep. Clusters are single-link: two rows share a
+//! cluster when a chain of verified pairs (estimated Jaccard >= threshold) joins them.
+
+use super::exact::{Prehashed, ROWS_PER_TASK};
+use super::minhash::{estimate_jaccard, MinHasher, Scratch, EMPTY};
+use crate::error::{invalid, Result};
+use crate::text::StrColumn;
+use hashbrown::HashMap;
+use rayon::prelude::*;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+const NONE: u32 = u32::MAX;
+
+/// Chooses `(bands, rows)` with `bands * rows <= num_perm` that minimise the sum of the false
+/// positive area (pairs below `threshold` that become candidates) and the false negative area
+/// (pairs above it that do not), for the S-curve `1 - (1 - s^rows)^bands`.
+pub fn lsh_params(threshold: f64, num_perm: usize) -> (usize, usize) {
+    fn area(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> f64 {
+        let steps = 200;
+        let dx = (hi - lo) / steps as f64;
+        (0..steps).map(|i| f(lo + (i as f64 + 0.5) * dx)).sum::<f64>() * dx
+    }
+    let mut best = (1, num_perm, f64::INFINITY);
+    for bands in 1..=num_perm {
+        for rows in 1..=num_perm / bands {
+            let p = |s: f64| 1.0 - (1.0 - s.powi(rows as i32)).powi(bands as i32);
+            let fp = area(p, 0.0, threshold);
+            let fneg = area(|s| 1.0 - p(s), threshold, 1.0);
+            if fp + fneg < best.2 {
+                best = (bands, rows, fp + fneg);
+            }
+        }
+    }
+    (best.0, best.1)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NearParams {
+    pub threshold: f64,
+    pub num_perm: usize,
+    pub ngram: usize,
+    pub seed: u64,
+}
+
+impl Default for NearParams {
+    fn default() -> Self {
+        NearParams { threshold: 0.7, num_perm: 128, ngram: 3, seed: 0 }
+    }
+}
+
+pub struct NearIndex {
+    params: NearParams,
+    hasher: MinHasher,
+    bands: usize,
+    rows: usize,
+    /// Signatures of all rows, `num_perm` per row.
+    sigs: Vec<u32>,
+    /// Union-find parent; a root is the smallest id of its cluster.
+    parent: Vec<u32>,
+    /// Per band: bucket key -> most recent row in it; `next` chains to earlier rows.
+    heads: Vec<HashMap<u64, u32, Prehashed>>,
+    next: Vec<Vec<u32>>,
+    /// Hash of a whole signature -> first row with it (rows with an identical signature are
+    /// joined directly and not added to the bands: they could only find what it finds).
+    whole: HashMap<u64, u32, Prehashed>,
+}
+
+/// Signatures (and their band keys) of a batch, computed in parallel.
+struct Batch {
+    sigs: Vec<u32>,
+    keys: Vec<u64>,
+    whole: Vec<u64>,
+}
+
+impl NearIndex {
+    pub fn new(params: NearParams) -> Result<Self> {
+        if !(params.threshold > 0.0 && params.threshold <= 1.0) {
+            return invalid(format!(
+                "threshold must be in (0, 1], got {}",
+                params.threshold
+            ));
+        }
+        let hasher = MinHasher::new(params.num_perm, params.ngram, params.seed)?;
+        let (bands, rows) = lsh_params(params.threshold, params.num_perm);
+        Ok(NearIndex {
+            params,
+            hasher,
+            bands,
+            rows,
+            sigs: Vec::new(),
+            parent: Vec::new(),
+            heads: (0..bands).map(|_| HashMap::default()).collect(),
+            next: vec![Vec::new(); bands],
+            whole: HashMap::default(),
+        })
+    }
+
+    pub fn params(&self) -> NearParams {
+        self.params
+    }
+    pub fn bands(&self) -> usize {
+        self.bands
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn len(&self) -> usize {
+        self.parent.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.parent.is_empty()
+    }
+
+    /// Signatures of a column, row-major, `num_perm` per row (null rows are all [`EMPTY`]).
+    pub fn signatures(&self, col: &StrColumn<'_>) -> Vec<u32> {
+        let p = self.params.num_perm;
+        let mut sigs = vec![EMPTY; col.len() * p];
+        sigs.par_chunks_mut(p)
+            .with_min_len(ROWS_PER_TASK)
+            .enumerate()
+            .for_each_init(Scratch::default, |scratch, (i, sig)| {
+                if let Some(s) = col.get(i) {
+                    self.hasher.signature(s, scratch, sig);
+                }
+            });
+        sigs
+    }
+
+    fn batch(&self, col: &StrColumn<'_>) -> Batch {
+        let sigs = self.signatures(col);
+        let (p, b, r) = (self.params.num_perm, self.bands, self.rows);
+        let mut keys = vec![0u64; col.len() * b];
+        let mut whole = vec![0u64; col.len()];
+        keys.par_chunks_mut(b.max(1))
+            .zip(whole.par_iter_mut())
+            .zip(sigs.par_chunks(p))
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|((k, w), sig)| {
+                for (band, key) in k.iter_mut().enumerate() {
+                    *key = xxh3_64_with_seed(as_bytes(&sig[band * r..(band + 1) * r]), band as u64);
+                }
+                *w = xxh3_64_with_seed(as_bytes(sig), u64::MAX);
+            });
+        Batch { sigs, keys, whole }
+    }
+
+    fn sig(&self, id: u32) -> &[u32] {
+        let p = self.params.num_perm;
+        &self.sigs[id as usize * p..(id as usize + 1) * p]
+    }
+
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let gp = self.parent[self.parent[x as usize] as usize];
+            self.parent[x as usize] = gp;
+            x = gp;
+        }
+        x
+    }
+
+    fn union(&mut self, x: u32, y: u32) {
+        let (rx, ry) = (self.find(x), self.find(y));
+        if rx != ry {
+            let (lo, hi) = if rx < ry { (rx, ry) } else { (ry, rx) };
+            self.parent[hi as usize] = lo;
+        }
+    }
+
+    /// Adds a batch of rows and returns each new row's cluster id as it stands after the batch.
+    /// Earlier batches' answers are not revised; [`NearIndex::clusters`] gives the final view.
+    pub fn add(&mut self, col: &StrColumn<'_>) -> Result<Vec<i64>> {
+        let n = col.len();
+        let base = self.parent.len();
+        if base + n >= NONE as usize {
+            return invalid("near-duplicate index is full (4 billion rows)");
+        }
+        let batch = self.batch(col);
+        let (p, nb) = (self.params.num_perm, self.bands);
+        self.sigs.extend_from_slice(&batch.sigs);
+        self.parent.extend((base..base + n).map(|i| i as u32));
+        for band in 0..nb {
+            self.next[band].resize(base + n, NONE);
+        }
+        let mut cands: Vec<u32> = Vec::new();
+        for j in 0..n {
+            let id = (base + j) as u32;
+            let sig = &batch.sigs[j * p..(j + 1) * p];
+            if sig[0] == EMPTY && sig.iter().all(|&v| v == EMPTY) {
+                continue; // no tokens (or null): similar to nothing, never indexed
+            }
+            let wh = batch.whole[j];
+            if let Some(&twin) = self.whole.get(&wh) {
+                if self.sig(twin) == sig {
+                    self.union(twin, id);
+                    continue;
+                }
+            } else {
+                self.whole.insert(wh, id);
+            }
+            cands.clear();
+            for band in 0..nb {
+                let key = batch.keys[j * nb + band];
+                let mut c = *self.heads[band].get(&key).unwrap_or(&NONE);
+                while c != NONE {
+                    cands.push(c);
+                    c = self.next[band][c as usize];
+                }
+            }
+            cands.sort_unstable();
+            cands.dedup();
+            for &c in &cands {
+                if self.find(c) != self.find(id)
+                    && estimate_jaccard(self.sig(c), sig) >= self.params.threshold
+                {
+                    self.union(c, id);
+                }
+            }
+            for band in 0..nb {
+                let key = batch.keys[j * nb + band];
+                let prev = self.heads[band].insert(key, id).unwrap_or(NONE);
+                self.next[band][id as usize] = prev;
+            }
+        }
+        Ok((base..base + n).map(|i| self.find(i as u32) as i64).collect())
+    }
+
+    /// Cluster id of every row added so far.
+    pub fn clusters(&mut self) -> Vec<i64> {
+        (0..self.parent.len()).map(|i| self.find(i as u32) as i64).collect()
+    }
+
+    /// For each row of `col`, the indexed row most similar to it with estimated Jaccard >=
+    /// threshold (ties to the smaller id) and that similarity; `(-1, 0.0)` when there is none.
+    /// The index is not changed.
+    pub fn query(&self, col: &StrColumn<'_>) -> (Vec<i64>, Vec<f64>) {
+        let batch = self.batch(col);
+        let (p, nb) = (self.params.num_perm, self.bands);
+        (0..col.len())
+            .into_par_iter()
+            .with_min_len(256)
+            .map_init(Vec::new, |cands: &mut Vec<u32>, j| {
+                let sig = &batch.sigs[j * p..(j + 1) * p];
+                if sig.iter().all(|&v| v == EMPTY) {
+                    return (-1, 0.0);
+                }
+                cands.clear();
+                for band in 0..nb {
+                    let mut c = *self.heads[band].get(&batch.keys[j * nb + band]).unwrap_or(&NONE);
+                    while c != NONE {
+                        cands.push(c);
+                        c = self.next[band][c as usize];
+                    }
+                }
+                if let Some(&twin) = self.whole.get(&batch.whole[j]) {
+                    cands.push(twin);
+                }
+                cands.sort_unstable();
+                cands.dedup();
+                let mut best = (-1i64, 0.0f64);
+                for &c in cands.iter() {
+                    let s = estimate_jaccard(self.sig(c), sig);
+                    if s >= self.params.threshold && s > best.1 {
+                        best = (c as i64, s);
+                    }
+                }
+                best
+            })
+            .unzip()
+    }
+}
+
+fn as_bytes(x: &[u32]) -> &[u8] {
+    // SAFETY: u32 has no padding and any byte pattern is a valid u8.
+    unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), std::mem::size_of_val(x)) }
+}
+
+/// Near-duplicate clusters of one column: each row's cluster id (the index of its first row).
+pub fn near(col: &StrColumn<'_>, params: NearParams) -> Result<Vec<i64>> {
+    NearIndex::new(params)?.add(col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::OwnedColumn;
+
+    #[test]
+    fn params_follow_the_threshold() {
+        let (b, r) = lsh_params(0.7, 128);
+        assert!(b * r <= 128);
+        // The S-curve's midpoint (1/b)^(1/r) sits near the threshold.
+        let mid = (1.0 / b as f64).powf(1.0 / r as f64);
+        assert!((mid - 0.7).abs() < 0.1, "b={b} r={r} mid={mid}");
+        let (b9, r9) = lsh_params(0.9, 128);
+        assert!(r9 as f64 / b9 as f64 > r as f64 / b as f64);
+    }
+
+    #[test]
+    fn clusters_planted_duplicates() {
+        let base = "the committee will meet on tuesday to discuss the budget for the new library building downtown";
+        let c = OwnedColumn::from_options(&[
+            Some(base),
+            Some("completely different words about cooking pasta with garlic and olive oil tonight"),
+            Some("The committee will meet on Tuesday to discuss the budget for the new library building downtown!"),
+            None,
+            Some("the committee will meet on tuesday to discuss the budget for the new library building uptown"),
+            Some(""),
+        ]);
+        let ids = near(&c.view(), NearParams::default()).unwrap();
+        assert_eq!(ids, vec![0, 1, 0, 3, 0, 5]);
+    }
+
+    #[test]
+    fn batches_and_queries_see_earlier_rows() {
+        let mut idx = NearIndex::new(NearParams::default()).unwrap();
+        let r = OwnedColumn::from_strs(&["how do i kill a python process that hangs on exit"]);
+        assert_eq!(idx.add(&r.view()).unwrap(), vec![0]);
+        let q = OwnedColumn::from_strs(&["How do I kill a Python process that hangs on exit?", "bake bread"]);
+        let (ids, sims) = idx.query(&q.view());
+        assert_eq!(ids, vec![0, -1]);
+        assert_eq!(sims[0], 1.0);
+        assert_eq!(idx.len(), 1);
+        assert_eq!(idx.add(&q.view()).unwrap(), vec![0, 2]);
+        assert!(NearIndex::new(NearParams { threshold: 0.0, ..Default::default() }).is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! String columns and text normalisation.
+//!
+//! A [`StrColumn`] is a read-only view of an Arrow string column: one UTF-8 byte buffer, one
+//! offsets buffer (32- or 64-bit, as in Arrow's `string` and `large_string`) and an optional
+//! validity mask. Bindings build it straight over Arrow's buffers, so nothing is copied.
+//!
+//! [`normalize_into`] is the one normalisation used by every dedup kernel:
+//! NFKC, full Unicode case folding, curly quotes to straight ones, and every run of whitespace
+//! to one space with none at either end. It equals Python's
+//! `" ".join(unicodedata.normalize("NFKC", s).casefold().translate(QUOTES).split())`.
+
+use crate::error::{invalid, Result};
+use caseless::Caseless;
+use unicode_normalization::UnicodeNormalization;
+
+/// Offsets of a string column, Arrow `string` (i32) or `large_string` (i64).
+#[derive(Clone, Copy, Debug)]
+pub enum Offsets<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl Offsets<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        match self {
+            Offsets::I32(o) => o.len(),
+            Offsets::I64(o) => o.len(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            Offsets::I32(o) => o[i] as i64,
+            Offsets::I64(o) => o[i],
+        }
+    }
+}
+
+/// A validated, borrowed string column with optional nulls.
+#[derive(Clone, Copy, Debug)]
+pub struct StrColumn<'a> {
+    data: &'a [u8],
+    offsets: Offsets<'a>,
+    valid: Option<&'a [bool]>,
+}
+
+impl<'a> StrColumn<'a> {
+    /// Checks the buffers once: offsets non-decreasing and inside `data`, every row valid UTF-8,
+    /// `valid` (if any) one entry per row. After this, row access is free of checks.
+    pub fn new(data: &'a [u8], offsets: Offsets<'a>, valid: Option<&'a [bool]>) -> Result<Self> {
+        if offsets.len() == 0 {
+            return invalid("string column: offsets must hold at least one entry");
+        }
+        let n = offsets.len() - 1;
+        if let Some(v) = valid {
+            if v.len() != n {
+                return invalid(format!(
+                    "string column: validity has {} entries for {n} rows",
+                    v.len()
+                ));
+            }
+        }
+        let first = offsets.get(0);
+        let last = offsets.get(n);
+        if first < 0 || last < first || last as u64 > data.len() as u64 {
+            return invalid("string column: offsets fall outside the data buffer");
+        }
+        let mut prev = first;
+        for i in 1..=n {
+            let o = offsets.get(i);
+            if o < prev {
+                return invalid("string column: offsets are not non-decreasing");
+            }
+            // A row boundary must not cut a UTF-8 sequence in two.
+            if (o as usize) < data.len() && (data[o as usize] & 0xC0) == 0x80 {
+                return invalid(format!("string column: row {} is not valid UTF-8", i - 1));
+            }
+            prev = o;
+        }
+        if let Err(e) = std::str::from_utf8(&data[first as usize..last as usize]) {
+            let at = first as usize + e.valid_up_to();
+            let row = (0..n).find(|&i| (offsets.get(i + 1) as usize) > at).unwrap_or(0);
+            return invalid(format!("string column: row {row} is not valid UTF-8"));
+        }
+        Ok(StrColumn { data, offsets, valid })
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    pub fn is_null(&self, i: usize) -> bool {
+        self.valid.is_some_and(|v| !v[i])
+    }
+
+    /// The bytes of row `i` (empty for a null row).
+    #[inline]
+    pub fn bytes(&self, i: usize) -> &'a [u8] {
+        let (s, e) = (self.offsets.get(i) as usize, self.offsets.get(i + 1) as usize);
+        &self.data[s..e]
+    }
+
+    /// Row `i`, or `None` for a null row.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        if self.is_null(i) {
+            return None;
+        }
+        // SAFETY: `new` checked that the whole range is UTF-8 and no offset splits a character.
+        Some(unsafe { std::str::from_utf8_unchecked(self.bytes(i)) })
+    }
+
+    /// Total bytes of all rows.
+    pub fn data_len(&self) -> usize {
+        (self.offsets.get(self.len()) - self.offsets.get(0)) as usize
+    }
+}
+
+/// An owned column, for tests and for callers that start from Rust strings.
+#[derive(Clone, Debug, Default)]
+pub struct OwnedColumn {
+    pub data: Vec<u8>,
+    pub offsets: Vec<i64>,
+    pub valid: Option<Vec<bool>>,
+}
+
+impl OwnedColumn {
+    pub fn from_strs<S: AsRef<str>>(rows: &[S]) -> Self {
+        Self::from_options(&rows.iter().map(|s| Some(s.as_ref())).collect::<Vec<_>>())
+    }
+
+    pub fn from_options(rows: &[Option<&str>]) -> Self {
+        let mut c = OwnedColumn { offsets: vec![0], ..Default::default() };
+        for r in rows {
+            c.data.extend_from_slice(r.unwrap_or("").as_bytes());
+            c.offsets.push(c.data.len() as i64);
+        }
+        if rows.iter().any(Option::is_none) {
+            c.valid = Some(rows.iter().map(Option::is_some).collect());
+        }
+        c
+    }
+
+    pub fn view(&self) -> StrColumn<'_> {
+        StrColumn::new(&self.data, Offsets::I64(&self.offsets), self.valid.as_deref())
+            .expect("an OwnedColumn is always valid")
+    }
+}
+
+// ASCII byte classes for the fast path: 0 keep, 1 upper-case letter, 2 whitespace.
+// Whitespace is Python's `str.isspace` on ASCII: \t \n \v \f \r, \x1c-\x1f and space.
+const ASCII_CLASS: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut b = b'A';
+    while b <= b'Z' {
+        t[b as usize] = 1;
+        b += 1;
+    }
+    let mut w = 0x09;
+    while w <= 0x0d {
+        t[w] = 2;
+        w += 1;
+    }
+    let mut w = 0x1c;
+    while w <= 0x20 {
+        t[w] = 2;
+        w += 1;
+    }
+    t
+};
+
+/// Python's `str.isspace`: Unicode White_Space plus the four ASCII information separators.
+#[inline]
+pub fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
+}
+
+/// Curly single quotes and primes become `'`; curly double quotes become `"`.
+#[inline]
+pub fn straighten_quote(c: char) -> char {
+    match c {
+        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' | '\u{2032}' => '\'',
+        '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' | '\u{2033}' => '"',
+        _ => c,
+    }
+}
+
+/// Normalises `s` into `out` (cleared first). See the module docs for the exact definition.
+pub fn normalize_into(s: &str, out: &mut Vec<u8>) {
+    out.clear();
+    if s.is_ascii() {
+        normalize_ascii(s.as_bytes(), out);
+    } else {
+        normalize_unicode(s, out);
+    }
+}
+
+#[inline]
+fn normalize_ascii(s: &[u8], out: &mut Vec<u8>) {
+    out.reserve(s.len());
+    let mut pending_space = false;
+    for &b in s {
+        match ASCII_CLASS[b as usize] {
+            0 => {
+                if pending_space {
+                    if !out.is_empty() {
+                        out.push(b' ');
+                    }
+                    pending_space = false;
+                }
+                out.push(b);
+            }
+            1 => {
+                if pending_space {
+                    if !out.is_empty() {
+                        out.push(b' ');
+                    }
+                    pending_space = false;
+                }
+                out.push(b | 0x20);
+            }
+            _ => pending_space = true,
+        }
+    }
+}
+
+fn normalize_unicode(s: &str, out: &mut Vec<u8>) {
+    let mut pending_space = false;
+    let mut buf = [0u8; 4];
+    for c in s.nfkc().default_case_fold() {
+        let c = straighten_quote(c);
+        if is_space(c) {
+            pending_space = true;
+            continue;
+        }
+        if pending_space {
+            if !out.is_empty() {
+                out.push(b' ');
+            }
+            pending_space = false;
+        }
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+}
+
+/// Convenience: the normalised form as a `String`.
+pub fn normalize(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    normalize_into(s, &mut out);
+    // Normalisation only ever writes whole UTF-8 characters.
+    String::from_utf8(out).expect("normalised text is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_and_unicode_paths_agree_on_ascii() {
+        for s in ["  Hello\tWORLD \n", "", "   ", "a\x0bb\x1cc", "Don't STOP"] {
+            let mut fast = Vec::new();
+            normalize_ascii(s.as_bytes(), &mut fast);
+            let mut slow = Vec::new();
+            normalize_unicode(s, &mut slow);
+            assert_eq!(fast, slow, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn folds_width_case_quotes_and_space() {
+        assert_eq!(normalize("ＨＥＬＬＯ\u{3000}Straße"), "hello strasse");
+        assert_eq!(normalize("It\u{2019}s \u{201C}fine\u{201D}"), "it's \"fine\"");
+        assert_eq!(normalize("\u{FB01}ne\u{00A0}\u{00A0}day"), "fine day");
+        assert_eq!(normalize("e\u{0301}"), "\u{00E9}");
+    }
+
+    #[test]
+    fn column_rejects_bad_buffers() {
+        let data = b"abc";
+        assert!(StrColumn::new(data, Offsets::I64(&[0, 4]), None).is_err());
+        assert!(StrColumn::new(data, Offsets::I64(&[2, 1]), None).is_err());
+        assert!(StrColumn::new(data, Offsets::I64(&[]), None).is_err());
+        assert!(StrColumn::new(data, Offsets::I64(&[0, 3]), Some(&[true, true])).is_err());
+        let bad = [b'a', 0xC3];
+        assert!(StrColumn::new(&bad, Offsets::I32(&[0, 2]), None).is_err());
+        let split = "é".as_bytes();
+        assert!(StrColumn::new(split, Offsets::I32(&[0, 1, 2]), None).is_err());
+        let c = StrColumn::new(data, Offsets::I32(&[0, 1, 3]), Some(&[true, false])).unwrap();
+        assert_eq!((c.get(0), c.get(1)), (Some("a"), None));
+    }
+}
