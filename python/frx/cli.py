@@ -1,0 +1,249 @@
+"""The ``frx`` command line. Every user error prints one line and exits with status 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import pyarrow as pa
+import typer
+
+from . import __version__
+from .errors import FrxError
+
+app = typer.Typer(
+    name="frx",
+    help="Find, make and fix over-refusal in large language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _err(msg: str) -> None:
+    print(f"frx: error: {msg}", file=sys.stderr)
+
+
+def user_errors(fn):
+    """Turn FrxError into one line on stderr and exit status 2; Ctrl-C into status 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FrxError as e:
+            _err(str(e))
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"frx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """frx: over-refusal tooling. Run `frx COMMAND --help` for each command."""
+
+
+def _string_column(table: pa.Table, column: str, path: Path) -> None:
+    if column not in table.column_names:
+        cols = ", ".join(table.column_names) or "(none)"
+        raise FrxError(f"column {column!r} not found in {path}; columns are {cols}")
+    t = table.schema.field(column).type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+            or pa.types.is_string_view(t)):
+        raise FrxError(f"column {column!r} in {path} holds {t}, not text")
+
+
+def _summary(title: str, rows: list[tuple[str, object]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False, box=None, pad_edge=False)
+    for k, v in rows:
+        t.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+    Console(stderr=False).print(t)
+
+
+@app.command()
+@user_errors
+def dedup(
+    input: Annotated[Path, typer.Argument(help="Parquet, JSONL or CSV file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file (kept rows).")],
+    column: Annotated[str, typer.Option(help="Text column to deduplicate.")] = "prompt",
+    near_threshold: Annotated[
+        float, typer.Option(help="Estimated Jaccard similarity (word 3-grams) to call two rows near-duplicates, in (0, 1].")
+    ] = 0.7,
+    exact_only: Annotated[bool, typer.Option("--exact-only", help="Only remove exact duplicates (after normalisation).")] = False,
+    against: Annotated[
+        Optional[Path], typer.Option(help="Reference file: drop rows that copy or nearly copy any of its rows (contamination check).")
+    ] = None,
+    against_column: Annotated[str, typer.Option(help="Text column of the reference file.")] = "prompt",
+    num_perm: Annotated[int, typer.Option(help="MinHash permutations.")] = 128,
+    ngram: Annotated[int, typer.Option(help="Words per shingle.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the MinHash functions.")] = 0,
+    report: Annotated[
+        Optional[Path], typer.Option(help="Also write the dropped rows (row, reason, duplicate_of, text) as Parquet.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+) -> None:
+    """Remove exact and near-duplicate rows of a text column; keep the first of each cluster.
+
+    Texts are compared after normalisation (NFKC, case folding, straight quotes, collapsed
+    whitespace). Near-duplicates are found with MinHash + LSH over word n-grams and clustered
+    transitively. With --against, rows that copy a reference set are dropped too.
+    """
+    from .dedup import _check_params, dedup_table
+    from .io import check_output, read_table, write_parquet
+
+    _check_params(near_threshold, num_perm, ngram, seed)
+    check_output(out, overwrite=overwrite, inputs=(input, against))
+    if report is not None:
+        check_output(report, overwrite=overwrite, inputs=(input, against))
+        if report.resolve() == out.resolve():
+            raise FrxError("--report and --out must be different files")
+    table = read_table(input)
+    _string_column(table, column, input)
+    reference = None
+    if against is not None:
+        ref_table = read_table(against)
+        _string_column(ref_table, against_column, against)
+        reference = ref_table.column(against_column)
+    kept, dropped, s = dedup_table(
+        table,
+        column,
+        near_threshold=None if exact_only else near_threshold,
+        num_perm=num_perm,
+        ngram=ngram,
+        seed=seed,
+        reference=reference,
+    )
+    write_parquet(kept, out)
+    if report is not None:
+        write_parquet(dropped, report)
+    rows = list(s.as_dict().items())
+    if exact_only:
+        rows = [r for r in rows if r[0] != "near_duplicates"]
+    if against is None:
+        rows = [r for r in rows if r[0] != "reference_hits"]
+    _summary(f"frx dedup → {out}", [(k.replace("_", " "), v) for k, v in rows])
+
+
+@app.command()
+@user_errors
+def refusal(
+    input: Annotated[Path, typer.Argument(help="Parquet, JSONL or CSV file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+    column: Annotated[str, typer.Option(help="Text column to scan (model responses).")] = "response",
+    lexicon: Annotated[
+        Optional[Path], typer.Option(help="Lexicon file (one phrase per line, 're:' for a regex). Default: frx's own.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Scan a text column for refusal phrases; add refusal_hit and refusal_first_sentence.
+
+    This is the pattern matcher only: it says where refusal-like phrases occur (and whether
+    one opens the response), not whether the response is a refusal. `frx judge` decides that.
+    """
+    from .io import check_output, read_table, write_parquet
+    from .refusal import Matcher
+
+    check_output(out, overwrite=overwrite, inputs=(input,))
+    matcher = Matcher.from_file(lexicon) if lexicon is not None else Matcher.default()
+    table = read_table(input)
+    _string_column(table, column, input)
+    hit, opening = matcher.flags(table.column(column))
+    for name in ("refusal_hit", "refusal_first_sentence"):
+        if name in table.column_names:
+            table = table.drop_columns([name])
+    table = table.append_column("refusal_hit", pa.array(hit)).append_column(
+        "refusal_first_sentence", pa.array(opening)
+    )
+    write_parquet(table, out)
+    _summary(
+        f"frx refusal → {out}",
+        [("rows", len(hit)), ("with a match", int(hit.sum())), ("match in first sentence", int(opening.sum()))],
+    )
+
+
+class GraphMode(str, Enum):
+    walks = "walks"
+    subgraphs = "subgraphs"
+    khop = "khop"
+
+
+@app.command()
+@user_errors
+def graph(
+    edges: Annotated[Path, typer.Argument(help="Edge list: Parquet, JSONL or CSV with integer node ids.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+    mode: Annotated[GraphMode, typer.Option(help="walks: random walks; subgraphs: connected k-node sets; khop: fan-out samples.")] = GraphMode.walks,
+    src_column: Annotated[str, typer.Option(help="Source node column.")] = "src",
+    dst_column: Annotated[str, typer.Option(help="Destination node column.")] = "dst",
+    weight_column: Annotated[Optional[str], typer.Option(help="Edge weight column (steps follow weights).")] = None,
+    directed: Annotated[bool, typer.Option("--directed", help="Treat edges as directed.")] = False,
+    starts: Annotated[int, typer.Option(help="Samples per node: every node is a start this many times.")] = 1,
+    length: Annotated[int, typer.Option(help="Steps per walk (walks).")] = 10,
+    k: Annotated[int, typer.Option(help="Nodes per subgraph (subgraphs).")] = 3,
+    fanouts: Annotated[str, typer.Option(help="Comma-separated fan-out per hop (khop).")] = "5,5",
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same samples.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Sample from a graph given as an edge list: walks, connected subgraphs or k-hop edges."""
+    from .graph import Graph
+    from .io import check_output, read_table, write_parquet
+
+    check_output(out, overwrite=overwrite, inputs=(edges,))
+    if starts < 1:
+        raise FrxError(f"--starts must be at least 1, got {starts}")
+    table = read_table(edges)
+    for c in [src_column, dst_column] + ([weight_column] if weight_column else []):
+        if c not in table.column_names:
+            raise FrxError(f"column {c!r} not found in {edges}; columns are {', '.join(table.column_names)}")
+    g = Graph.from_edges(
+        table.column(src_column),
+        table.column(dst_column),
+        None if weight_column is None else table.column(weight_column),
+        directed=directed,
+    )
+    start = np.repeat(np.arange(g.num_nodes, dtype=np.int64), starts)
+    if mode is GraphMode.walks:
+        w = g.random_walks(start, length, seed)
+        result = pa.table({"start": start, "walk": pa.FixedSizeListArray.from_arrays(w.ravel(), length + 1)})
+    elif mode is GraphMode.subgraphs:
+        s = g.subgraphs(start, k, seed)
+        result = pa.table({"start": start, "nodes": pa.FixedSizeListArray.from_arrays(s.ravel(), k)})
+    else:
+        try:
+            fan = [int(x) for x in fanouts.split(",") if x.strip()]
+        except ValueError:
+            raise FrxError(f"--fanouts must be comma-separated integers, got {fanouts!r}") from None
+        result = g.khop(start, fan, seed)
+        result = result.set_column(0, "sample", pa.array(start[result.column("sample").to_numpy()]))
+        result = result.rename_columns(["start", "hop", "src", "dst", "edge_type"])
+    write_parquet(result, out)
+    _summary(f"frx graph {mode.value} → {out}", [("nodes", g.num_nodes), ("edges stored", g.num_edges), ("rows written", result.num_rows)])
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

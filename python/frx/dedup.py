@@ -1,0 +1,222 @@
+"""Exact and near-duplicate removal for text columns, in Rust.
+
+* :func:`normalize` — the normalisation every dedup step compares on: NFKC, Unicode case
+  folding, curly quotes to straight, whitespace runs to one space, trimmed.
+* :func:`exact` — keep mask, first occurrence of each normalised text kept.
+* :func:`near` — MinHash/LSH near-duplicate clusters (word n-gram shingles, union-find).
+* :class:`NearIndex` — the same, grown batch by batch: dedup across shards, or check a set of
+  prompts against a reference set ("which of my prompts are near-copies of XSTest?").
+* :func:`dedup_table` — all of it on a :class:`pyarrow.Table`, as ``frx dedup`` runs it.
+
+Null rows are never duplicates of anything and are always kept. Texts with no word
+characters (empty, punctuation only) are exact-duplicates of each other but near-duplicates of
+nothing.
+
+Example::
+
+    >>> import frx.dedup
+    >>> frx.dedup.exact(["Hello  world", "hello world", "Bye"]).tolist()
+    [True, False, True]
+    >>> frx.dedup.near(["the cat sat on the mat today", "The cat sat on the mat today!",
+    ...                 "a dog"]).tolist()
+    [0, 0, 2]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from . import _core
+from .columns import buffers, to_string_array
+from .errors import FrxError
+
+__all__ = ["normalize", "exact", "exact_groups", "near", "NearIndex", "dedup_table", "DedupSummary"]
+
+
+def normalize(texts: Any) -> list[str | None]:
+    """The normalised form of each text (``None`` stays ``None``)."""
+    return _core.normalize(*buffers(texts))
+
+
+def exact_groups(texts: Any) -> np.ndarray:
+    """For each row, the index of the first row with the same normalised text (int64)."""
+    return _core.exact_dedup(*buffers(texts))[1]
+
+
+def exact(texts: Any) -> np.ndarray:
+    """Keep mask (bool): ``True`` for the first row of each group of equal normalised texts."""
+    return _core.exact_dedup(*buffers(texts))[0]
+
+
+def _check_params(threshold: float, num_perm: int, ngram: int, seed: int) -> None:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise FrxError(f"threshold must be a number in (0, 1], got {threshold!r}")
+    if not 0.0 < float(threshold) <= 1.0:
+        raise FrxError(f"threshold must be in (0, 1], got {threshold}")
+    if not 1 <= int(num_perm) <= 1024:
+        raise FrxError(f"num_perm must be between 1 and 1024, got {num_perm}")
+    if not 1 <= int(ngram) <= 16:
+        raise FrxError(f"ngram must be between 1 and 16, got {ngram}")
+    if not 0 <= int(seed) < 2**64:
+        raise FrxError(f"seed must be a non-negative 64-bit integer, got {seed}")
+
+
+class NearIndex:
+    """An incremental MinHash-LSH index with union-find clusters.
+
+    Rows get ids in the order they are added, across calls. A row's cluster id is the smallest
+    id in its cluster, so "keep row i iff ``ids[i] == i``" keeps the first of each cluster.
+    Two rows are joined when their estimated Jaccard similarity (share of equal MinHash values)
+    over word n-gram shingles is at least ``threshold``; clusters are the transitive closure.
+    Bands and rows per band are chosen from ``threshold`` and ``num_perm``.
+
+    Memory: about ``4 * num_perm + 16 * bands`` bytes per row (≈ 600 bytes at the defaults).
+    """
+
+    def __init__(self, threshold: float = 0.7, num_perm: int = 128, ngram: int = 3, seed: int = 0):
+        _check_params(threshold, num_perm, ngram, seed)
+        self._index = _core.NearIndex(float(threshold), int(num_perm), int(ngram), int(seed))
+
+    threshold = property(lambda self: self._index.threshold, doc="Jaccard threshold.")
+    num_perm = property(lambda self: self._index.num_perm, doc="MinHash permutations.")
+    ngram = property(lambda self: self._index.ngram, doc="Words per shingle.")
+    seed = property(lambda self: self._index.seed, doc="Seed of the hash functions.")
+    bands = property(lambda self: self._index.bands, doc="LSH bands.")
+    rows = property(lambda self: self._index.rows, doc="MinHash values per band.")
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __repr__(self) -> str:
+        return (
+            f"NearIndex(threshold={self.threshold}, num_perm={self.num_perm}, ngram={self.ngram},"
+            f" seed={self.seed}, bands={self.bands}, rows={self.rows}, size={len(self)})"
+        )
+
+    def add(self, texts: Any) -> np.ndarray:
+        """Index ``texts``; return each new row's cluster id (int64) as it stands now.
+
+        A later batch can join two earlier clusters; answers already returned are not revised
+        (:meth:`clusters` gives the final view). For cross-shard dedup this is what you want: a
+        row is dropped iff it is a near-copy of something earlier.
+        """
+        return self._index.add(*buffers(texts))
+
+    def query(self, texts: Any, return_similarity: bool = False):
+        """For each text, the id of the most similar indexed row (estimated Jaccard >=
+        threshold), or -1. The index is not changed. With ``return_similarity`` also the
+        estimated similarities (float64, 0.0 where there is no match)."""
+        ids, sims = self._index.query(*buffers(texts))
+        return (ids, sims) if return_similarity else ids
+
+    def clusters(self) -> np.ndarray:
+        """Cluster id of every row added so far."""
+        return self._index.clusters()
+
+    def signatures(self, texts: Any) -> np.ndarray:
+        """MinHash signatures, shape ``(len(texts), num_perm)``, uint32 (not indexed)."""
+        return self._index.signatures(*buffers(texts))
+
+
+def near(
+    texts: Any, threshold: float = 0.7, num_perm: int = 128, ngram: int = 3, seed: int = 0
+) -> np.ndarray:
+    """Near-duplicate cluster id of each row: the index of its cluster's first row (int64).
+
+    A row is kept iff its id equals its own index. See :class:`NearIndex` for the method.
+    """
+    return NearIndex(threshold, num_perm, ngram, seed).add(texts)
+
+
+@dataclass
+class DedupSummary:
+    rows_in: int = 0
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    reference_hits: int = 0
+    rows_out: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "rows_in": self.rows_in,
+            "exact_duplicates": self.exact_duplicates,
+            "near_duplicates": self.near_duplicates,
+            "reference_hits": self.reference_hits,
+            "rows_out": self.rows_out,
+        }
+
+
+def dedup_table(
+    table: pa.Table,
+    column: str,
+    *,
+    near_threshold: float | None = 0.7,
+    num_perm: int = 128,
+    ngram: int = 3,
+    seed: int = 0,
+    reference: Any = None,
+) -> tuple[pa.Table, pa.Table, DedupSummary]:
+    """Remove exact and near duplicates of ``table[column]``, and rows matching ``reference``.
+
+    Returns ``(kept, report, summary)``. ``kept`` holds the first row of each cluster, in input
+    order. ``report`` has one row per dropped row: ``row`` (its input index), ``reason``
+    (``exact``, ``near`` or ``reference``), ``duplicate_of`` (the input row it repeats, or the
+    reference row it copies) and the text. ``near_threshold=None`` does exact dedup only.
+    """
+    if column not in table.column_names:
+        raise FrxError(f"column {column!r} not found; columns are {', '.join(table.column_names)}")
+    texts = to_string_array(table.column(column), what=f"column {column!r}")
+    n = len(texts)
+    ref = None if reference is None else to_string_array(reference, what="reference")
+    r = 0 if ref is None else len(ref)
+
+    # Exact: over reference + input, so a normalised copy of a reference row is a hit.
+    both = texts if ref is None else pa.concat_arrays([ref.cast(texts.type), texts])
+    groups = _core.exact_dedup(*buffers(both))[1][r:]
+    own = np.arange(r, r + n)
+    ref_hit = groups < r
+    exact_dup = ~ref_hit & (groups != own)
+    dup_of = np.where(ref_hit, groups, groups - r)
+
+    near_dup = np.zeros(n, dtype=bool)
+    if near_threshold is not None:
+        index = NearIndex(near_threshold, num_perm, ngram, seed)
+        if ref is not None:
+            index.add(ref)
+        survivors = np.flatnonzero(~(exact_dup | ref_hit))
+        ids = index.add(texts.take(pa.array(survivors, type=pa.int64())))
+        hit = ids < r
+        dropped = ~hit & (ids != np.arange(r, r + len(survivors)))
+        rows = survivors[hit]
+        ref_hit[rows] = True
+        dup_of[rows] = ids[hit]
+        rows = survivors[dropped]
+        near_dup[rows] = True
+        dup_of[rows] = survivors[ids[dropped] - r]
+
+    drop = exact_dup | near_dup | ref_hit
+    keep_rows = np.flatnonzero(~drop)
+    kept = table.take(pa.array(keep_rows, type=pa.int64()))
+    drop_rows = np.flatnonzero(drop)
+    reason = np.where(exact_dup, "exact", np.where(near_dup, "near", "reference"))[drop_rows]
+    report = pa.table(
+        {
+            "row": pa.array(drop_rows, type=pa.int64()),
+            "reason": pa.array(reason.tolist(), type=pa.string()),
+            "duplicate_of": pa.array(dup_of[drop_rows], type=pa.int64()),
+            column: texts.take(pa.array(drop_rows, type=pa.int64())),
+        }
+    )
+    summary = DedupSummary(
+        rows_in=n,
+        exact_duplicates=int(exact_dup.sum()),
+        near_duplicates=int(near_dup.sum()),
+        reference_hits=int(ref_hit.sum()),
+        rows_out=len(keep_rows),
+    )
+    return kept, report, summary
