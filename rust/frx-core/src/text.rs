@@ -196,41 +196,90 @@ pub fn straighten_quote(c: char) -> char {
 
 /// Normalises `s` into `out` (cleared first). See the module docs for the exact definition.
 pub fn normalize_into(s: &str, out: &mut Vec<u8>) {
-    out.clear();
-    if s.is_ascii() {
-        normalize_ascii(s.as_bytes(), out);
-    } else {
+    if !normalize_ascii(s.as_bytes(), out) {
+        out.clear();
         normalize_unicode(s, out);
     }
 }
 
+// ASCII byte -> normalised byte: upper case to lower, every whitespace byte to a space.
+const ASCII_FOLD: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = match ASCII_CLASS[b] {
+            1 => b as u8 | 0x20,
+            2 => b' ',
+            _ => b as u8,
+        };
+        b += 1;
+    }
+    t
+};
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// ASCII path. Eight bytes at a time (SWAR on a u64) when the eight hold no control byte and
+/// no space that follows a space: then they are only lower-cased and copied. Otherwise byte by
+/// byte, branch-free: write the folded byte and advance the cursor unless it is a space after
+/// a space (or at the start). One trailing space is dropped at the end. Returns `false`
+/// (leaving `out` unspecified) if `s` turns out not to be ASCII.
 #[inline]
-fn normalize_ascii(s: &[u8], out: &mut Vec<u8>) {
+fn normalize_ascii(s: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
     out.reserve(s.len());
-    let mut pending_space = false;
-    for &b in s {
-        match ASCII_CLASS[b as usize] {
-            0 => {
-                if pending_space {
-                    if !out.is_empty() {
-                        out.push(b' ');
-                    }
-                    pending_space = false;
-                }
-                out.push(b);
+    let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    let mut j = 0usize;
+    let mut prev_space = true;
+    let mut high = 0u64;
+    let mut scalar = |b: u8, j: &mut usize, prev_space: &mut bool| {
+        let f = ASCII_FOLD[(b & 0x7f) as usize];
+        let space = f == b' ';
+        // SAFETY: the cursor never passes the input position, and capacity >= s.len().
+        unsafe { dst.add(*j).write(f) };
+        *j += (!(space & *prev_space)) as usize;
+        *prev_space = space;
+    };
+    let chunks = s.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let x = u64::from_le_bytes(c.try_into().unwrap());
+        high |= x;
+        // Per-byte flags in bit 7 of each byte, exact for ASCII bytes (no carries between
+        // bytes since every byte sum stays below 0x100); non-ASCII input is redone anyway.
+        let upper = (x.wrapping_add(LO * (0x80 - b'A' as u64))
+            & !x.wrapping_add(LO * (0x80 - b'[' as u64)))
+            & HI;
+        let control = !x.wrapping_add(LO * (0x80 - 0x20)) & HI;
+        let y = x ^ (LO * 0x20);
+        let space = !(y.wrapping_add(LO * 0x7f) | y) & HI;
+        let double = (space & (space >> 8)) | ((prev_space as u64) * (space & 0x80));
+        if (control | double | (x & HI)) == 0 {
+            let lower = x | (upper >> 2);
+            // SAFETY: j + 8 <= i + 8 <= s.len() <= capacity.
+            unsafe { dst.add(j).cast::<[u8; 8]>().write_unaligned(lower.to_le_bytes()) };
+            j += 8;
+            prev_space = (space >> 63) != 0;
+        } else {
+            for &b in c {
+                scalar(b, &mut j, &mut prev_space);
             }
-            1 => {
-                if pending_space {
-                    if !out.is_empty() {
-                        out.push(b' ');
-                    }
-                    pending_space = false;
-                }
-                out.push(b | 0x20);
-            }
-            _ => pending_space = true,
         }
     }
+    for &b in tail {
+        high |= b as u64;
+        scalar(b, &mut j, &mut prev_space);
+    }
+    if high & HI != 0 {
+        return false;
+    }
+    // SAFETY: the first j bytes were written above.
+    unsafe { out.set_len(j) };
+    if out.last() == Some(&b' ') {
+        out.pop();
+    }
+    true
 }
 
 fn normalize_unicode(s: &str, out: &mut Vec<u8>) {
@@ -266,12 +315,38 @@ mod tests {
 
     #[test]
     fn ascii_and_unicode_paths_agree_on_ascii() {
-        for s in ["  Hello\tWORLD \n", "", "   ", "a\x0bb\x1cc", "Don't STOP"] {
+        for s in [
+            "  Hello\tWORLD \n",
+            "",
+            "   ",
+            "a\x0bb\x1cc",
+            "Don't STOP",
+            "How Do I Kill A Python Process?  Now  ",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ[@`{ abcdefgh  ijklmnop\x01q\x7f",
+            "12345678 12345678        x",
+        ] {
             let mut fast = Vec::new();
-            normalize_ascii(s.as_bytes(), &mut fast);
+            assert!(normalize_ascii(s.as_bytes(), &mut fast));
             let mut slow = Vec::new();
             normalize_unicode(s, &mut slow);
             assert_eq!(fast, slow, "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn swar_ascii_path_equals_char_path(s in "[ -~\t\n\x0b\x0c\r\x1c-\x1f\x00-\x08]{0,80}") {
+            let mut fast = Vec::new();
+            proptest::prop_assert!(normalize_ascii(s.as_bytes(), &mut fast));
+            let mut slow = Vec::new();
+            normalize_unicode(&s, &mut slow);
+            proptest::prop_assert_eq!(fast, slow);
+        }
+
+        #[test]
+        fn non_ascii_is_detected(s in "[a-z ]{0,20}[é€😀][a-zA-Z ]{0,20}") {
+            let mut out = Vec::new();
+            proptest::prop_assert!(!normalize_ascii(s.as_bytes(), &mut out));
         }
     }
 

@@ -190,7 +190,9 @@ impl NearIndex {
         self.parent.extend((base..base + n).map(|i| i as u32));
         for band in 0..nb {
             self.next[band].resize(base + n, NONE);
+            self.heads[band].reserve(n);
         }
+        self.whole.reserve(n);
         let mut cands: Vec<u32> = Vec::new();
         for j in 0..n {
             let id = (base + j) as u32;
@@ -207,10 +209,14 @@ impl NearIndex {
             } else {
                 self.whole.insert(wh, id);
             }
+            // One probe per band: take the bucket's chain as candidates and put this row at
+            // its head (the row is never its own candidate: the chain starts before it).
             cands.clear();
             for band in 0..nb {
                 let key = batch.keys[j * nb + band];
-                let mut c = *self.heads[band].get(&key).unwrap_or(&NONE);
+                let slot = self.heads[band].entry(key).or_insert(NONE);
+                let mut c = std::mem::replace(slot, id);
+                self.next[band][id as usize] = c;
                 while c != NONE {
                     cands.push(c);
                     c = self.next[band][c as usize];
@@ -224,11 +230,6 @@ impl NearIndex {
                 {
                     self.union(c, id);
                 }
-            }
-            for band in 0..nb {
-                let key = batch.keys[j * nb + band];
-                let prev = self.heads[band].insert(key, id).unwrap_or(NONE);
-                self.next[band][id as usize] = prev;
             }
         }
         Ok((base..base + n).map(|i| self.find(i as u32) as i64).collect())
