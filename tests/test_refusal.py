@@ -72,6 +72,22 @@ def test_scan_matches_naive_python(texts, phrases, patterns):
     assert m.any(texts).tolist() == want_any
 
 
+LONG_TEXTS = st.lists(st.text(alphabet="abAB '’.\n", max_size=200), max_size=6)
+LONG_PHRASES = st.lists(
+    st.text(alphabet="abAB'’ ", min_size=6, max_size=12).filter(lambda p: sum(c in "'’" for c in p) <= 4),
+    min_size=1, max_size=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(LONG_TEXTS, LONG_PHRASES)
+def test_scan_with_skip_loop_matches_naive_python(texts, phrases):
+    # Phrases of 6+ bytes switch on the skip-ahead prefilter: it must not miss a match.
+    m = Matcher(phrases)
+    assert m.scan(texts).to_pylist() == naive_scan(texts, phrases, [])
+    assert m.any(texts).tolist() == [bool(naive_scan([t], phrases, [])) for t in texts]
+
+
 def test_default_lexicon_on_realistic_responses():
     m = Matcher.default()
     texts = [
@@ -121,7 +137,7 @@ def test_lexicon_file(tmp_path):
 
 @pytest.mark.parametrize(
     "phrases,patterns",
-    [([""], []), ([], ["("]), ([], ["a*"]), ("sorry", []), (["ok"], "re")],
+    [([""], []), ([], ["("]), ([], ["a*"]), ("sorry", []), (["ok"], "re"), (["a'b'c'd'e'"], [])],
 )
 def test_bad_lexicons(phrases, patterns):
     with pytest.raises(FrxError):

@@ -13,21 +13,23 @@
 use crate::dedup::exact::ROWS_PER_TASK;
 use crate::error::{FrxError, Result};
 use crate::text::StrColumn;
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::OverlappingState;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 use hashbrown::HashMap;
 use rayon::prelude::*;
 use regex::bytes::{Regex, RegexBuilder};
 
 /// Characters treated as the same apostrophe.
 pub const APOSTROPHES: [char; 3] = ['\'', '\u{2019}', '\u{2018}'];
-/// A phrase is compiled in at most this many spellings (one per apostrophe combination).
-const MAX_VARIANTS: usize = 81;
+/// A phrase may hold at most this many apostrophes (it is compiled in 3^k spellings).
+const MAX_APOSTROPHES: usize = 4;
 
 pub struct Matcher {
     num_phrases: usize,
-    /// Overlapping matcher for `scan`; leftmost matcher for `any` (stops at the first hit).
-    ac_all: Option<AhoCorasick>,
-    ac_first: Option<AhoCorasick>,
+    /// Phrase automaton: anchored when a prefilter is in use (it is only started at the
+    /// positions the prefilter lets through), unanchored otherwise.
+    ac: Option<AhoCorasick>,
+    prefilter: Option<Prefilter>,
     /// Automaton pattern index -> lexicon pattern ids (identical spellings share an entry).
     variant_ids: Vec<Vec<u32>>,
     regexes: Vec<Regex>,
@@ -43,16 +45,16 @@ pub struct Scan {
     pub first_sentence: Vec<bool>,
 }
 
+/// Every apostrophe spelling of a phrase (3^k for k apostrophes).
 fn spellings(phrase: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     for c in phrase.chars() {
-        if APOSTROPHES.contains(&c) && out.len() * APOSTROPHES.len() <= MAX_VARIANTS {
+        if APOSTROPHES.contains(&c) {
             out = out
                 .iter()
                 .flat_map(|p| APOSTROPHES.iter().map(move |a| format!("{p}{a}")))
                 .collect();
         } else {
-            let c = if APOSTROPHES.contains(&c) { '\'' } else { c };
             out.iter_mut().for_each(|p| p.push(c));
         }
     }
@@ -86,6 +88,11 @@ impl Matcher {
             if phrase.is_empty() {
                 return Err(FrxError::Pattern(format!("phrase {pid} is empty")));
             }
+            if phrase.chars().filter(|c| APOSTROPHES.contains(c)).count() > MAX_APOSTROPHES {
+                return Err(FrxError::Pattern(format!(
+                    "phrase {pid} ({phrase:?}) has more than {MAX_APOSTROPHES} apostrophes; write it as a pattern"
+                )));
+            }
             for v in spellings(phrase) {
                 let key = v.to_ascii_lowercase();
                 let slot = *seen.entry(key).or_insert_with(|| {
@@ -96,28 +103,25 @@ impl Matcher {
                 variant_ids[slot].push(pid as u32);
             }
         }
-        let build = |kind: MatchKind| -> Result<Option<AhoCorasick>> {
-            if variants.is_empty() {
-                return Ok(None);
-            }
-            AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .match_kind(kind)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(&variants)
-                .map(Some)
-                .or_else(|_| {
-                    // Too many phrases for a dense DFA: let the crate choose (an NFA).
-                    AhoCorasick::builder()
-                        .ascii_case_insensitive(true)
-                        .match_kind(kind)
-                        .build(&variants)
-                        .map(Some)
-                })
-                .map_err(|e| FrxError::Pattern(format!("cannot compile phrases: {e}")))
+        let prefilter = Prefilter::new(&variants);
+        let start = if prefilter.is_some() { StartKind::Anchored } else { StartKind::Unanchored };
+        let ac = if variants.is_empty() {
+            None
+        } else {
+            let build = |kind: Option<AhoCorasickKind>| {
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .start_kind(start)
+                    .kind(kind)
+                    .build(&variants)
+            };
+            // A dense DFA is fastest; for very large lexicons let the crate choose (an NFA).
+            let ac = build(Some(AhoCorasickKind::DFA))
+                .or_else(|_| build(None))
+                .map_err(|e| FrxError::Pattern(format!("cannot compile phrases: {e}")))?;
+            Some(ac)
         };
-        let ac_all = build(MatchKind::Standard)?;
-        let ac_first = build(MatchKind::LeftmostFirst)?;
         let regexes = patterns
             .iter()
             .enumerate()
@@ -138,16 +142,52 @@ impl Matcher {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Matcher { num_phrases: phrases.len(), ac_all, ac_first, variant_ids, regexes })
+        Ok(Matcher { num_phrases: phrases.len(), ac, prefilter, variant_ids, regexes })
     }
 
     pub fn num_patterns(&self) -> usize {
         self.num_phrases + self.regexes.len()
     }
 
+    /// Calls `f(start, automaton pattern)` for every phrase match, in order of start; stops
+    /// early when `f` returns `false`.
+    fn phrase_matches(&self, text: &[u8], mut f: impl FnMut(usize, usize) -> bool) {
+        let Some(ac) = &self.ac else { return };
+        match &self.prefilter {
+            None => {
+                for m in ac.find_overlapping_iter(text) {
+                    if !f(m.start(), m.pattern().as_usize()) {
+                        return;
+                    }
+                }
+            }
+            Some(pf) => pf.candidates(text, |i| {
+                // Every phrase spelling that starts exactly at i (the crate's overlapping
+                // iterator refuses anchored input, so step the overlapping state by hand).
+                let input = Input::new(text).span(i..text.len()).anchored(Anchored::Yes);
+                let mut state = OverlappingState::start();
+                loop {
+                    ac.try_find_overlapping(input.clone(), &mut state)
+                        .expect("anchored search on an anchored automaton");
+                    // Match states also carry phrases that are suffixes of the path taken
+                    // (they start later and are reported from their own position).
+                    match state.get_match() {
+                        None => return true,
+                        Some(m) if m.start() == i && !f(i, m.pattern().as_usize()) => return false,
+                        Some(_) => {}
+                    }
+                }
+            }),
+        }
+    }
+
     fn any_one(&self, text: &[u8]) -> bool {
-        self.ac_first.as_ref().is_some_and(|ac| ac.is_match(text))
-            || self.regexes.iter().any(|r| r.is_match(text))
+        let mut hit = false;
+        self.phrase_matches(text, |_, _| {
+            hit = true;
+            false
+        });
+        hit || self.regexes.iter().any(|r| r.is_match(text))
     }
 
     /// Whether any pattern occurs in each row (`false` for null rows).
@@ -190,19 +230,143 @@ impl Matcher {
     /// Byte offsets and pattern ids of all matches in one text, sorted by (offset, id).
     fn scan_one(&self, text: &[u8]) -> Vec<(i64, u32)> {
         let mut hits = Vec::new();
-        if let Some(ac) = &self.ac_all {
-            for m in ac.find_overlapping_iter(text) {
-                for &pid in &self.variant_ids[m.pattern().as_usize()] {
-                    hits.push((m.start() as i64, pid));
-                }
-            }
-        }
+        self.phrase_matches(text, |start, v| {
+            hits.extend(self.variant_ids[v].iter().map(|&pid| (start as i64, pid)));
+            true
+        });
         for (k, r) in self.regexes.iter().enumerate() {
             let pid = (self.num_phrases + k) as u32;
             hits.extend(r.find_iter(text).map(|m| (m.start() as i64, pid)));
         }
         hits.sort_unstable();
         hits
+    }
+}
+
+/// Finds the positions where a phrase may start, so the (anchored) automaton runs only there.
+///
+/// Two layers, both over bytes folded with `| 0x20` (which maps the two cases of a letter to one
+/// value and never separates bytes that match case-insensitively, so neither layer can miss a
+/// match; both have false positives):
+/// * when every phrase spelling has at least `WM_MIN` bytes, a Wu-Manber skip loop over the
+///   first `m` bytes of every spelling (`m` the shortest spelling, at most `WM_MAX`): a window
+///   of `m` bytes is examined through the hash of its last 3 bytes, and slides by the smallest
+///   distance at which that 3-gram occurs in any prefix, usually several bytes at once;
+/// * a 64 Kbit set of the hashes of the first 4 bytes (fewer if a phrase is shorter) of every
+///   spelling, checked at each position the first layer lets through.
+struct Prefilter {
+    width: usize,
+    mask: u32,
+    bits: Vec<u64>,
+    /// Wu-Manber window length and shift table (empty when not used).
+    m: usize,
+    shift: Vec<u8>,
+}
+
+const PREFILTER_BITS: u32 = 16;
+const SHIFT_BITS: u32 = 15;
+const WM_MIN: usize = 6;
+const WM_MAX: usize = 32;
+
+#[inline(always)]
+fn fold3(b: &[u8]) -> u32 {
+    (b[0] as u32 | (b[1] as u32) << 8 | (b[2] as u32) << 16) | 0x0020_2020
+}
+
+#[inline(always)]
+fn hash3(key: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B1) >> (32 - SHIFT_BITS)) as usize
+}
+
+impl Prefilter {
+    fn new(variants: &[String]) -> Option<Self> {
+        let shortest = variants.iter().map(|v| v.len()).min()?;
+        let width = shortest.min(4);
+        if width < 2 {
+            return None;
+        }
+        let mask = if width == 4 { u32::MAX } else { (1u32 << (8 * width)) - 1 };
+        let mut pf = Prefilter {
+            width,
+            mask,
+            bits: vec![0; 1 << (PREFILTER_BITS - 6)],
+            m: 0,
+            shift: Vec::new(),
+        };
+        for v in variants {
+            let h = pf.hash(Self::load(v.as_bytes(), 0));
+            pf.bits[h >> 6] |= 1 << (h & 63);
+        }
+        if shortest >= WM_MIN {
+            let m = shortest.min(WM_MAX);
+            let mut shift = vec![(m - 2) as u8; 1 << SHIFT_BITS];
+            for v in variants {
+                let p = &v.as_bytes()[..m];
+                for end in 2..m {
+                    let h = hash3(fold3(&p[end - 2..=end]));
+                    shift[h] = shift[h].min((m - 1 - end) as u8);
+                }
+            }
+            pf.m = m;
+            pf.shift = shift;
+        }
+        Some(pf)
+    }
+
+    #[inline(always)]
+    fn load(text: &[u8], i: usize) -> u32 {
+        match text.get(i..i + 4) {
+            Some(w) => u32::from_le_bytes(w.try_into().unwrap()),
+            None => {
+                let mut w = [0u8; 4];
+                let rest = &text[i..];
+                w[..rest.len()].copy_from_slice(rest);
+                u32::from_le_bytes(w)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn hash(&self, window: u32) -> usize {
+        let key = (window | 0x2020_2020) & self.mask;
+        (key.wrapping_mul(0x9E37_79B1) >> (32 - PREFILTER_BITS)) as usize
+    }
+
+    #[inline(always)]
+    fn maybe_starts(&self, text: &[u8], i: usize) -> bool {
+        let h = self.hash(Self::load(text, i));
+        self.bits[h >> 6] & (1 << (h & 63)) != 0
+    }
+
+    /// Calls `f(i)` at every position that may start a match, in order, until `f` is false.
+    #[inline]
+    fn candidates(&self, text: &[u8], mut f: impl FnMut(usize) -> bool) {
+        if text.len() < self.width {
+            return;
+        }
+        if self.m == 0 {
+            for i in 0..=text.len() - self.width {
+                if self.maybe_starts(text, i) && !f(i) {
+                    return;
+                }
+            }
+            return;
+        }
+        let m = self.m;
+        // `end` is the last byte of the window text[end + 1 - m..=end].
+        let mut end = m - 1;
+        while end < text.len() {
+            let s = self.shift[hash3(fold3(&text[end - 2..=end]))] as usize;
+            if s > 0 {
+                end += s;
+                continue;
+            }
+            let start = end + 1 - m;
+            if self.maybe_starts(text, start) && !f(start) {
+                return;
+            }
+            end += 1;
+        }
     }
 }
 
@@ -263,6 +427,7 @@ mod tests {
     #[test]
     fn bad_lexicons_are_errors() {
         assert!(Matcher::new(&[""], &[] as &[&str]).is_err());
+        assert!(Matcher::new(&["a'b'c'd'e'f"], &[] as &[&str]).is_err());
         assert!(Matcher::new(&[] as &[&str], &["("]).is_err());
         assert!(Matcher::new(&[] as &[&str], &["x*"]).is_err());
     }
