@@ -270,6 +270,7 @@ const WM_MAX: usize = 32;
 
 #[inline(always)]
 fn fold3(b: &[u8]) -> u32 {
+    // Same key as the skip loop's `(u32 at end - 3) >> 8`, bytes folded with | 0x20.
     (b[0] as u32 | (b[1] as u32) << 8 | (b[2] as u32) << 16) | 0x0020_2020
 }
 
@@ -338,7 +339,8 @@ impl Prefilter {
         self.bits[h >> 6] & (1 << (h & 63)) != 0
     }
 
-    /// Calls `f(i)` at every position that may start a match, in order, until `f` is false.
+    /// Calls `f(i)` at every position that may start a match until `f` returns false. With the
+    /// skip loop the positions come in two interleaved increasing runs (callers sort).
     #[inline]
     fn candidates(&self, text: &[u8], mut f: impl FnMut(usize) -> bool) {
         if text.len() < self.width {
@@ -352,20 +354,58 @@ impl Prefilter {
             }
             return;
         }
-        let m = self.m;
-        // `end` is the last byte of the window text[end + 1 - m..=end].
-        let mut end = m - 1;
-        while end < text.len() {
-            let s = self.shift[hash3(fold3(&text[end - 2..=end]))] as usize;
-            if s > 0 {
-                end += s;
-                continue;
-            }
+        let (m, n) = (self.m, text.len());
+        if n < m {
+            return;
+        }
+        // A window is text[end + 1 - m..=end]. Its shift is looked up through the 3 bytes ending
+        // at `end`. The loop is bound by the latency of that lookup, so two independent lanes
+        // (window ends in [m - 1, mid) and [mid, n)) run interleaved.
+        let ptr = text.as_ptr();
+        let shift_at = |end: usize| -> usize {
+            debug_assert!(end >= 3 && end < n);
+            // SAFETY: m >= WM_MIN > 3 so end >= 3, and end < n: bytes end-3..=end exist.
+            let w = u32::from_le(unsafe { ptr.add(end - 3).cast::<u32>().read_unaligned() });
+            self.shift[hash3((w >> 8) | 0x0020_2020)] as usize
+        };
+        // Returns false when `f` asked to stop.
+        let mut hit = |end: usize| {
             let start = end + 1 - m;
-            if self.maybe_starts(text, start) && !f(start) {
-                return;
+            !self.maybe_starts(text, start) || f(start)
+        };
+        let mid = m - 1 + (n - m + 1) / 2;
+        let (mut a, mut b) = (m - 1, mid);
+        while a < mid && b < n {
+            let (sa, sb) = (shift_at(a), shift_at(b));
+            if sa == 0 {
+                if !hit(a) {
+                    return;
+                }
+                a += 1;
+            } else {
+                a += sa;
             }
-            end += 1;
+            if sb == 0 {
+                if !hit(b) {
+                    return;
+                }
+                b += 1;
+            } else {
+                b += sb;
+            }
+        }
+        for (mut end, limit) in [(a, mid), (b, n)] {
+            while end < limit {
+                let s = shift_at(end);
+                if s > 0 {
+                    end += s;
+                    continue;
+                }
+                if !hit(end) {
+                    return;
+                }
+                end += 1;
+            }
         }
     }
 }
