@@ -233,7 +233,7 @@ fn normalize_ascii(s: &[u8], out: &mut Vec<u8>) -> bool {
     let mut j = 0usize;
     let mut prev_space = true;
     let mut high = 0u64;
-    let mut scalar = |b: u8, j: &mut usize, prev_space: &mut bool| {
+    let scalar = |b: u8, j: &mut usize, prev_space: &mut bool| {
         let f = ASCII_FOLD[(b & 0x7f) as usize];
         let space = f == b' ';
         // SAFETY: the cursor never passes the input position, and capacity >= s.len().

@@ -67,9 +67,11 @@ pub struct NearIndex {
     sigs: Vec<u32>,
     /// Union-find parent; a root is the smallest id of its cluster.
     parent: Vec<u32>,
-    /// Per band: bucket key -> most recent row in it; `next` chains to earlier rows.
-    heads: Vec<HashMap<u64, u32, Prehashed>>,
-    next: Vec<Vec<u32>>,
+    /// One bucket table per band.
+    tables: Vec<BandTable>,
+    /// Whether each row was put in the band tables (rows with no tokens and rows with an
+    /// identical twin are not).
+    indexed: Vec<bool>,
     /// Hash of a whole signature -> first row with it (rows with an identical signature are
     /// joined directly and not added to the bands: they could only find what it finds).
     whole: HashMap<u64, u32, Prehashed>,
@@ -99,8 +101,8 @@ impl NearIndex {
             rows,
             sigs: Vec::new(),
             parent: Vec::new(),
-            heads: (0..bands).map(|_| HashMap::default()).collect(),
-            next: vec![Vec::new(); bands],
+            tables: (0..bands).map(|_| BandTable::default()).collect(),
+            indexed: Vec::new(),
             whole: HashMap::default(),
         })
     }
@@ -188,13 +190,19 @@ impl NearIndex {
         let (p, nb) = (self.params.num_perm, self.bands);
         self.sigs.extend_from_slice(&batch.sigs);
         self.parent.extend((base..base + n).map(|i| i as u32));
-        for band in 0..nb {
-            self.next[band].resize(base + n, NONE);
-            self.heads[band].reserve(n);
+        self.indexed.resize(base + n, false);
+        for t in &mut self.tables {
+            t.reserve(base + n, &self.indexed);
         }
         self.whole.reserve(n);
         let mut cands: Vec<u32> = Vec::new();
         for j in 0..n {
+            if j + PREFETCH_ROWS < n {
+                let ahead = &batch.keys[(j + PREFETCH_ROWS) * nb..(j + PREFETCH_ROWS + 1) * nb];
+                for (t, &k) in self.tables.iter().zip(ahead) {
+                    t.prefetch(k);
+                }
+            }
             let id = (base + j) as u32;
             let sig = &batch.sigs[j * p..(j + 1) * p];
             if sig[0] == EMPTY && sig.iter().all(|&v| v == EMPTY) {
@@ -209,19 +217,13 @@ impl NearIndex {
             } else {
                 self.whole.insert(wh, id);
             }
-            // One probe per band: take the bucket's chain as candidates and put this row at
-            // its head (the row is never its own candidate: the chain starts before it).
+            // Candidates: earlier rows sharing a bucket in any band; then this row joins them.
             cands.clear();
-            for band in 0..nb {
-                let key = batch.keys[j * nb + band];
-                let slot = self.heads[band].entry(key).or_insert(NONE);
-                let mut c = std::mem::replace(slot, id);
-                self.next[band][id as usize] = c;
-                while c != NONE {
-                    cands.push(c);
-                    c = self.next[band][c as usize];
-                }
+            for (t, &key) in self.tables.iter_mut().zip(&batch.keys[j * nb..(j + 1) * nb]) {
+                t.chain(key, &mut cands);
+                t.push(id, key);
             }
+            self.indexed[id as usize] = true;
             cands.sort_unstable();
             cands.dedup();
             for &c in &cands {
@@ -255,12 +257,8 @@ impl NearIndex {
                     return (-1, 0.0);
                 }
                 cands.clear();
-                for band in 0..nb {
-                    let mut c = *self.heads[band].get(&batch.keys[j * nb + band]).unwrap_or(&NONE);
-                    while c != NONE {
-                        cands.push(c);
-                        c = self.next[band][c as usize];
-                    }
+                for (t, &key) in self.tables.iter().zip(&batch.keys[j * nb..(j + 1) * nb]) {
+                    t.chain(key, cands);
                 }
                 if let Some(&twin) = self.whole.get(&batch.whole[j]) {
                     cands.push(twin);
@@ -277,6 +275,93 @@ impl NearIndex {
                 best
             })
             .unzip()
+    }
+}
+
+/// Rows whose bucket slots are prefetched ahead of the row being inserted.
+const PREFETCH_ROWS: usize = 8;
+
+/// The buckets of one LSH band. A direct-mapped slot array (a power of two, at most half full)
+/// holds, per slot, the newest row whose band key maps there and a 32-bit Bloom filter of the
+/// keys of all rows chained from it; `next` chains each row to the previous row in its slot.
+/// Band keys are uniform hashes: the slot is their top bits, the Bloom bits come from their low
+/// bits. A lookup is one cache line (prefetched ahead), and the filter answers "no earlier row
+/// has this key" without walking the chain, which is the common case for unique texts.
+#[derive(Default)]
+struct BandTable {
+    slots: Vec<u64>,
+    bits: u32,
+    next: Vec<u32>,
+    keys: Vec<u64>,
+}
+
+const EMPTY_SLOT: u64 = NONE as u64;
+
+#[inline(always)]
+fn bloom(key: u64) -> u64 {
+    ((1u64 << (key & 31)) | (1u64 << ((key >> 5) & 31))) << 32
+}
+
+impl BandTable {
+    #[inline(always)]
+    fn slot(&self, key: u64) -> usize {
+        (key >> (64 - self.bits)) as usize
+    }
+
+    /// Makes room for `rows` rows in total, re-slotting indexed rows if the table grows.
+    fn reserve(&mut self, rows: usize, indexed: &[bool]) {
+        self.next.resize(rows, NONE);
+        self.keys.resize(rows, 0);
+        let want = (2 * rows).next_power_of_two().max(1024);
+        if want <= self.slots.len() {
+            return;
+        }
+        self.bits = want.trailing_zeros();
+        self.slots = vec![EMPTY_SLOT; want];
+        for id in 0..indexed.len() {
+            if indexed[id] {
+                self.push(id as u32, self.keys[id]);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, key: u64) {
+        #[cfg(target_arch = "x86_64")]
+        if !self.slots.is_empty() {
+            let p = self.slots.as_ptr().wrapping_add(self.slot(key));
+            // SAFETY: prefetching is a hint; the address is inside `slots`.
+            unsafe { std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0) };
+        }
+    }
+
+    /// Appends the rows whose band key equals `key`, newest first.
+    #[inline]
+    fn chain(&self, key: u64, out: &mut Vec<u32>) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let v = self.slots[self.slot(key)];
+        let b = bloom(key);
+        if v & b != b {
+            return;
+        }
+        let mut c = v as u32;
+        while c != NONE {
+            if self.keys[c as usize] == key {
+                out.push(c);
+            }
+            c = self.next[c as usize];
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, id: u32, key: u64) {
+        let s = self.slot(key);
+        let v = self.slots[s];
+        self.next[id as usize] = v as u32;
+        self.keys[id as usize] = key;
+        self.slots[s] = (v & !0xFFFF_FFFF) | bloom(key) | id as u64;
     }
 }
 
