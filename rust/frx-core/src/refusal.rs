@@ -250,17 +250,18 @@ impl Matcher {
 /// match; both have false positives):
 /// * when every phrase spelling has at least `WM_MIN` bytes, a Wu-Manber skip loop over the
 ///   first `m` bytes of every spelling (`m` the shortest spelling, at most `WM_MAX`): a window
-///   of `m` bytes is examined through the hash of its last 3 bytes, and slides by the smallest
+///   of `m` bytes is examined through its last 3 bytes (5 bits of each), and slides by the smallest
 ///   distance at which that 3-gram occurs in any prefix, usually several bytes at once;
 /// * a 64 Kbit set of the hashes of the first 4 bytes (fewer if a phrase is shorter) of every
 ///   spelling, checked at each position the first layer lets through.
 struct Prefilter {
     width: usize,
     mask: u32,
-    bits: Vec<u64>,
-    /// Wu-Manber window length and shift table (empty when not used).
+    bits: Box<[u64; 1 << (PREFILTER_BITS - 6)]>,
+    /// Wu-Manber window length (0 when not used) and shift table. Fixed-size arrays, so the
+    /// hashed indexes need no bounds checks.
     m: usize,
-    shift: Vec<u8>,
+    shift: Box<[u8; 1 << SHIFT_BITS]>,
 }
 
 const PREFILTER_BITS: u32 = 16;
@@ -268,15 +269,17 @@ const SHIFT_BITS: u32 = 15;
 const WM_MIN: usize = 6;
 const WM_MAX: usize = 32;
 
+/// Index of a 3-byte window in the shift table: the low 5 bits of each byte. Both cases of a
+/// letter share their low 5 bits, so matching windows always share an index (some other bytes
+/// share it too, which only shortens shifts). Shifts and masks only: short latency.
 #[inline(always)]
-fn fold3(b: &[u8]) -> u32 {
-    // Same key as the skip loop's `(u32 at end - 3) >> 8`, bytes folded with | 0x20.
-    (b[0] as u32 | (b[1] as u32) << 8 | (b[2] as u32) << 16) | 0x0020_2020
+fn index3(w: u32) -> usize {
+    ((w & 0x1F) | ((w >> 3) & 0x3E0) | ((w >> 6) & 0x7C00)) as usize
 }
 
 #[inline(always)]
-fn hash3(key: u32) -> usize {
-    (key.wrapping_mul(0x9E37_79B1) >> (32 - SHIFT_BITS)) as usize
+fn window3(b: &[u8]) -> u32 {
+    b[0] as u32 | (b[1] as u32) << 8 | (b[2] as u32) << 16
 }
 
 impl Prefilter {
@@ -290,9 +293,9 @@ impl Prefilter {
         let mut pf = Prefilter {
             width,
             mask,
-            bits: vec![0; 1 << (PREFILTER_BITS - 6)],
+            bits: Box::new([0; 1 << (PREFILTER_BITS - 6)]),
             m: 0,
-            shift: Vec::new(),
+            shift: Box::new([0; 1 << SHIFT_BITS]),
         };
         for v in variants {
             let h = pf.hash(Self::load(v.as_bytes(), 0));
@@ -300,16 +303,15 @@ impl Prefilter {
         }
         if shortest >= WM_MIN {
             let m = shortest.min(WM_MAX);
-            let mut shift = vec![(m - 2) as u8; 1 << SHIFT_BITS];
+            pf.shift.fill((m - 2) as u8);
             for v in variants {
                 let p = &v.as_bytes()[..m];
                 for end in 2..m {
-                    let h = hash3(fold3(&p[end - 2..=end]));
-                    shift[h] = shift[h].min((m - 1 - end) as u8);
+                    let h = index3(window3(&p[end - 2..=end]));
+                    pf.shift[h] = pf.shift[h].min((m - 1 - end) as u8);
                 }
             }
             pf.m = m;
-            pf.shift = shift;
         }
         Some(pf)
     }
@@ -366,7 +368,7 @@ impl Prefilter {
             debug_assert!(end >= 3 && end < n);
             // SAFETY: m >= WM_MIN > 3 so end >= 3, and end < n: bytes end-3..=end exist.
             let w = u32::from_le(unsafe { ptr.add(end - 3).cast::<u32>().read_unaligned() });
-            self.shift[hash3((w >> 8) | 0x0020_2020)] as usize
+            self.shift[index3(w >> 8)] as usize
         };
         // Returns false when `f` asked to stop.
         let mut hit = |end: usize| {
