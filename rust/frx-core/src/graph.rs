@@ -44,7 +44,11 @@ impl Graph {
         directed: bool,
     ) -> Result<Self> {
         if src.len() != dst.len() {
-            return invalid(format!("src has {} entries but dst has {}", src.len(), dst.len()));
+            return invalid(format!(
+                "src has {} entries but dst has {}",
+                src.len(),
+                dst.len()
+            ));
         }
         if weight.is_some_and(|w| w.len() != src.len()) {
             return invalid("weight must have one entry per edge");
@@ -58,7 +62,9 @@ impl Graph {
         }
         let n = match num_nodes {
             Some(n) if (max_id as i128) >= n as i128 => {
-                return invalid(format!("node id {max_id} is out of range for num_nodes={n}"))
+                return invalid(format!(
+                    "node id {max_id} is out of range for num_nodes={n}"
+                ))
             }
             Some(n) => n,
             None => (max_id + 1) as usize,
@@ -68,7 +74,9 @@ impl Graph {
         }
         if let Some(w) = weight {
             if let Some(bad) = w.iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
-                return invalid(format!("weights must be finite and non-negative, got {bad}"));
+                return invalid(format!(
+                    "weights must be finite and non-negative, got {bad}"
+                ));
             }
         }
         let both = if directed { 1 } else { 2 };
@@ -140,7 +148,11 @@ impl Graph {
             small.clear();
             large.clear();
             for (j, &p) in scaled.iter().enumerate() {
-                if p < 1.0 { small.push(j) } else { large.push(j) }
+                if p < 1.0 {
+                    small.push(j)
+                } else {
+                    large.push(j)
+                }
             }
             while let (Some(&l), Some(&g)) = (small.last(), large.last()) {
                 small.pop();
@@ -178,7 +190,10 @@ impl Graph {
 
     #[inline]
     fn range(&self, v: u32) -> (usize, usize) {
-        (self.indptr[v as usize] as usize, self.indptr[v as usize + 1] as usize)
+        (
+            self.indptr[v as usize] as usize,
+            self.indptr[v as usize + 1] as usize,
+        )
     }
 
     /// Position (in `indices`) of a random out-edge of `v`, or `None` at a dead end.
@@ -203,8 +218,14 @@ impl Graph {
     }
 
     fn check_starts(&self, starts: &[i64]) -> Result<()> {
-        match starts.iter().find(|&&v| v < 0 || v as u64 >= self.num_nodes as u64) {
-            Some(bad) => invalid(format!("start node {bad} is not in the graph ({} nodes)", self.num_nodes)),
+        match starts
+            .iter()
+            .find(|&&v| v < 0 || v as u64 >= self.num_nodes as u64)
+        {
+            Some(bad) => invalid(format!(
+                "start node {bad} is not in the graph ({} nodes)",
+                self.num_nodes
+            )),
             None => Ok(()),
         }
     }
@@ -273,7 +294,8 @@ impl Graph {
                 out.hop.push(h);
                 out.src.push(s as i64);
                 out.dst.push(d as i64);
-                out.edge_type.push(self.edge_type.as_ref().map_or(0, |t| t[e]));
+                out.edge_type
+                    .push(self.edge_type.as_ref().map_or(0, |t| t[e]));
             }
         }
         Ok(out)
@@ -316,21 +338,24 @@ impl Graph {
             return invalid(format!("k must be between 1 and 64, got {k}"));
         }
         let mut out = vec![-1i64; starts.len() * k];
-        out.par_chunks_mut(k).with_min_len(64).enumerate().for_each(|(i, row)| {
-            let mut rng = Rng::for_row(seed, i as u64);
-            let mut set: Vec<u32> = Vec::with_capacity(k);
-            set.push(starts[i] as u32);
-            let mut boundary: Vec<(usize, f64)> = Vec::new();
-            while set.len() < k {
-                match self.grow(&set, &mut rng, &mut boundary) {
-                    Some(v) => set.push(v),
-                    None => break,
+        out.par_chunks_mut(k)
+            .with_min_len(64)
+            .enumerate()
+            .for_each(|(i, row)| {
+                let mut rng = Rng::for_row(seed, i as u64);
+                let mut set: Vec<u32> = Vec::with_capacity(k);
+                set.push(starts[i] as u32);
+                let mut boundary: Vec<(usize, f64)> = Vec::new();
+                while set.len() < k {
+                    match self.grow(&set, &mut rng, &mut boundary) {
+                        Some(v) => set.push(v),
+                        None => break,
+                    }
                 }
-            }
-            for (slot, v) in row.iter_mut().zip(&set) {
-                *slot = *v as i64;
-            }
-        });
+                for (slot, v) in row.iter_mut().zip(&set) {
+                    *slot = *v as i64;
+                }
+            });
         Ok(out)
     }
 
@@ -338,7 +363,10 @@ impl Graph {
     fn grow(&self, set: &[u32], rng: &mut Rng, boundary: &mut Vec<(usize, f64)>) -> Option<u32> {
         let inside = |v: u32| set.contains(&v);
         let weight_of = |v: u32| match &self.weight {
-            None => { let (s, e) = self.range(v); (e - s) as f64 }
+            None => {
+                let (s, e) = self.range(v);
+                (e - s) as f64
+            }
             Some(_) => self.node_weight[v as usize],
         };
         let total: f64 = set.iter().map(|&v| weight_of(v)).sum();
@@ -380,7 +408,9 @@ impl Graph {
             return None;
         }
         let x = rng.unit() * sum;
-        let at = boundary.partition_point(|&(_, c)| c <= x).min(boundary.len() - 1);
+        let at = boundary
+            .partition_point(|&(_, c)| c <= x)
+            .min(boundary.len() - 1);
         Some(self.indices[boundary[at].0])
     }
 }
@@ -419,14 +449,28 @@ mod tests {
 
     #[test]
     fn weighted_steps_follow_weights() {
-        let g = Graph::from_edges(&[0, 0, 0], &[1, 2, 3], Some(&[1.0, 2.0, 7.0]), None, None, true).unwrap();
+        let g = Graph::from_edges(
+            &[0, 0, 0],
+            &[1, 2, 3],
+            Some(&[1.0, 2.0, 7.0]),
+            None,
+            None,
+            true,
+        )
+        .unwrap();
         let w = g.random_walks(&vec![0; 20_000], 1, 5).unwrap();
         let mut counts = [0usize; 4];
         for row in w.chunks(2) {
             counts[row[1] as usize] += 1;
         }
-        assert!((counts[1] as f64 / 20_000.0 - 0.1).abs() < 0.01, "{counts:?}");
-        assert!((counts[3] as f64 / 20_000.0 - 0.7).abs() < 0.015, "{counts:?}");
+        assert!(
+            (counts[1] as f64 / 20_000.0 - 0.1).abs() < 0.01,
+            "{counts:?}"
+        );
+        assert!(
+            (counts[3] as f64 / 20_000.0 - 0.7).abs() < 0.015,
+            "{counts:?}"
+        );
     }
 
     #[test]

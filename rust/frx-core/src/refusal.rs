@@ -104,7 +104,11 @@ impl Matcher {
             }
         }
         let prefilter = Prefilter::new(&variants);
-        let start = if prefilter.is_some() { StartKind::Anchored } else { StartKind::Unanchored };
+        let start = if prefilter.is_some() {
+            StartKind::Anchored
+        } else {
+            StartKind::Unanchored
+        };
         let ac = if variants.is_empty() {
             None
         } else {
@@ -131,18 +135,30 @@ impl Matcher {
                     .build()
                     .map_err(|e| {
                         let msg = e.to_string().replace('\n', " ");
-                        FrxError::Pattern(format!("pattern {i} ({:?}) is invalid: {msg}", p.as_ref()))
+                        FrxError::Pattern(format!(
+                            "pattern {i} ({:?}) is invalid: {msg}",
+                            p.as_ref()
+                        ))
                     })
                     .and_then(|r| {
                         if r.is_match(b"") {
-                            Err(FrxError::Pattern(format!("pattern {i} ({:?}) matches the empty string", p.as_ref())))
+                            Err(FrxError::Pattern(format!(
+                                "pattern {i} ({:?}) matches the empty string",
+                                p.as_ref()
+                            )))
                         } else {
                             Ok(r)
                         }
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Matcher { num_phrases: phrases.len(), ac, prefilter, variant_ids, regexes })
+        Ok(Matcher {
+            num_phrases: phrases.len(),
+            ac,
+            prefilter,
+            variant_ids,
+            regexes,
+        })
     }
 
     pub fn num_patterns(&self) -> usize {
@@ -204,7 +220,13 @@ impl Matcher {
         let per_row: Vec<Vec<(i64, u32)>> = (0..col.len())
             .into_par_iter()
             .with_min_len(ROWS_PER_TASK / 8)
-            .map(|i| if col.is_null(i) { Vec::new() } else { self.scan_one(col.bytes(i)) })
+            .map(|i| {
+                if col.is_null(i) {
+                    Vec::new()
+                } else {
+                    self.scan_one(col.bytes(i))
+                }
+            })
             .collect();
         let mut out = Scan::default();
         for (i, hits) in per_row.into_iter().enumerate() {
@@ -289,7 +311,11 @@ impl Prefilter {
         if width < 2 {
             return None;
         }
-        let mask = if width == 4 { u32::MAX } else { (1u32 << (8 * width)) - 1 };
+        let mask = if width == 4 {
+            u32::MAX
+        } else {
+            (1u32 << (8 * width)) - 1
+        };
         let mut pf = Prefilter {
             width,
             mask,
@@ -342,7 +368,7 @@ impl Prefilter {
     }
 
     /// Calls `f(i)` at every position that may start a match until `f` returns false. With the
-    /// skip loop the positions come in two interleaved increasing runs (callers sort).
+    /// skip loop the positions come in four interleaved increasing runs (callers sort).
     #[inline]
     fn candidates(&self, text: &[u8], mut f: impl FnMut(usize) -> bool) {
         if text.len() < self.width {
@@ -375,28 +401,31 @@ impl Prefilter {
             let start = end + 1 - m;
             !self.maybe_starts(text, start) || f(start)
         };
-        let mid = m - 1 + (n - m + 1) / 2;
-        let (mut a, mut b) = (m - 1, mid);
-        while a < mid && b < n {
-            let (sa, sb) = (shift_at(a), shift_at(b));
-            if sa == 0 {
-                if !hit(a) {
-                    return;
+        // Four lanes over consecutive quarters of the window ends, stepped in turn: the loop is
+        // bound by the latency of one table lookup, so independent lanes overlap.
+        let total = n - m + 1;
+        let (l1, l2, l3) = (m - 1 + total / 4, m - 1 + total / 2, m - 1 + 3 * total / 4);
+        let (mut a, mut b, mut c, mut d) = (m - 1, l1, l2, l3);
+        macro_rules! step {
+            ($e:ident) => {{
+                let s = shift_at($e);
+                if s == 0 {
+                    if !hit($e) {
+                        return;
+                    }
+                    $e += 1;
+                } else {
+                    $e += s;
                 }
-                a += 1;
-            } else {
-                a += sa;
-            }
-            if sb == 0 {
-                if !hit(b) {
-                    return;
-                }
-                b += 1;
-            } else {
-                b += sb;
-            }
+            }};
         }
-        for (mut end, limit) in [(a, mid), (b, n)] {
+        while a < l1 && b < l2 && c < l3 && d < n {
+            step!(a);
+            step!(b);
+            step!(c);
+            step!(d);
+        }
+        for (mut end, limit) in [(a, l1), (b, l2), (c, l3), (d, n)] {
             while end < limit {
                 let s = shift_at(end);
                 if s > 0 {
@@ -420,7 +449,10 @@ fn count_chars(b: &[u8]) -> i64 {
 /// Byte offset where the first sentence ends: after leading whitespace, the first line break,
 /// or the first `.`, `!` or `?` followed by whitespace or the end of the text.
 pub fn first_sentence_end(text: &[u8]) -> usize {
-    let begin = text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len());
+    let begin = text
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(text.len());
     let mut i = begin;
     while let Some(off) = memchr::memchr3(b'.', b'!', b'?', &text[i..]).map(|o| o + i) {
         if let Some(nl) = memchr::memchr(b'\n', &text[i..off]) {
@@ -480,6 +512,9 @@ mod tests {
         assert_eq!(first_sentence_end(b"v1.2 is out\nmore"), 11);
         assert_eq!(first_sentence_end(b"no end"), 6);
         assert_eq!(first_sentence_end(b"Wait!"), 5);
-        assert_eq!(widen_apostrophes(r"can't \' [a']"), r"can['’‘]t \' [a['’‘]]");
+        assert_eq!(
+            widen_apostrophes(r"can't \' [a']"),
+            r"can['’‘]t \' [a['’‘]]"
+        );
     }
 }

@@ -18,7 +18,9 @@ impl Rng {
     /// The stream for row `index` under `seed`.
     #[inline]
     pub fn for_row(seed: u64, index: u64) -> Self {
-        Rng(mix64(seed ^ mix64(index.wrapping_add(0x632B_E59B_D9B4_E019))))
+        Rng(mix64(
+            seed ^ mix64(index.wrapping_add(0x632B_E59B_D9B4_E019)),
+        ))
     }
 
     #[inline]

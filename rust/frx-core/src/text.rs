@@ -81,10 +81,16 @@ impl<'a> StrColumn<'a> {
         }
         if let Err(e) = std::str::from_utf8(&data[first as usize..last as usize]) {
             let at = first as usize + e.valid_up_to();
-            let row = (0..n).find(|&i| (offsets.get(i + 1) as usize) > at).unwrap_or(0);
+            let row = (0..n)
+                .find(|&i| (offsets.get(i + 1) as usize) > at)
+                .unwrap_or(0);
             return invalid(format!("string column: row {row} is not valid UTF-8"));
         }
-        Ok(StrColumn { data, offsets, valid })
+        Ok(StrColumn {
+            data,
+            offsets,
+            valid,
+        })
     }
 
     #[inline]
@@ -105,7 +111,10 @@ impl<'a> StrColumn<'a> {
     /// The bytes of row `i` (empty for a null row).
     #[inline]
     pub fn bytes(&self, i: usize) -> &'a [u8] {
-        let (s, e) = (self.offsets.get(i) as usize, self.offsets.get(i + 1) as usize);
+        let (s, e) = (
+            self.offsets.get(i) as usize,
+            self.offsets.get(i + 1) as usize,
+        );
         &self.data[s..e]
     }
 
@@ -139,7 +148,10 @@ impl OwnedColumn {
     }
 
     pub fn from_options(rows: &[Option<&str>]) -> Self {
-        let mut c = OwnedColumn { offsets: vec![0], ..Default::default() };
+        let mut c = OwnedColumn {
+            offsets: vec![0],
+            ..Default::default()
+        };
         for r in rows {
             c.data.extend_from_slice(r.unwrap_or("").as_bytes());
             c.offsets.push(c.data.len() as i64);
@@ -151,8 +163,12 @@ impl OwnedColumn {
     }
 
     pub fn view(&self) -> StrColumn<'_> {
-        StrColumn::new(&self.data, Offsets::I64(&self.offsets), self.valid.as_deref())
-            .expect("an OwnedColumn is always valid")
+        StrColumn::new(
+            &self.data,
+            Offsets::I64(&self.offsets),
+            self.valid.as_deref(),
+        )
+        .expect("an OwnedColumn is always valid")
     }
 }
 
@@ -258,7 +274,11 @@ fn normalize_ascii(s: &[u8], out: &mut Vec<u8>) -> bool {
         if (control | double | (x & HI)) == 0 {
             let lower = x | (upper >> 2);
             // SAFETY: j + 8 <= i + 8 <= s.len() <= capacity.
-            unsafe { dst.add(j).cast::<[u8; 8]>().write_unaligned(lower.to_le_bytes()) };
+            unsafe {
+                dst.add(j)
+                    .cast::<[u8; 8]>()
+                    .write_unaligned(lower.to_le_bytes())
+            };
             j += 8;
             prev_space = (space >> 63) != 0;
         } else {
@@ -353,7 +373,10 @@ mod tests {
     #[test]
     fn folds_width_case_quotes_and_space() {
         assert_eq!(normalize("ＨＥＬＬＯ\u{3000}Straße"), "hello strasse");
-        assert_eq!(normalize("It\u{2019}s \u{201C}fine\u{201D}"), "it's \"fine\"");
+        assert_eq!(
+            normalize("It\u{2019}s \u{201C}fine\u{201D}"),
+            "it's \"fine\""
+        );
         assert_eq!(normalize("\u{FB01}ne\u{00A0}\u{00A0}day"), "fine day");
         assert_eq!(normalize("e\u{0301}"), "\u{00E9}");
     }

@@ -11,6 +11,18 @@ use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+type Arr<'py, T> = Bound<'py, PyArray1<T>>;
+/// (row, pattern id, start, first sentence)
+type ScanArrays<'py> = (Arr<'py, i64>, Arr<'py, u32>, Arr<'py, i64>, Arr<'py, bool>);
+/// (sample, hop, src, dst, edge type)
+type KhopArrays<'py> = (
+    Arr<'py, i64>,
+    Arr<'py, i32>,
+    Arr<'py, i64>,
+    Arr<'py, i64>,
+    Arr<'py, i32>,
+);
+
 fn err(e: FrxError) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
@@ -38,9 +50,15 @@ impl<'py> Column<'py> {
         } else if let Ok(o) = offsets.extract::<PyReadonlyArray1<'py, i32>>() {
             OffsetArray::I32(o)
         } else {
-            return Err(PyValueError::new_err("offsets must be a 1-d int32 or int64 array"));
+            return Err(PyValueError::new_err(
+                "offsets must be a 1-d int32 or int64 array",
+            ));
         };
-        Ok(Column { data, offsets, valid })
+        Ok(Column {
+            data,
+            offsets,
+            valid,
+        })
     }
 
     fn view(&self) -> PyResult<StrColumn<'_>> {
@@ -55,7 +73,8 @@ impl<'py> Column<'py> {
 }
 
 fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|_| PyValueError::new_err(format!("{what} must be a contiguous 1-d array")))
+    a.as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be a contiguous 1-d array")))
 }
 
 /// normalize(data, offsets, valid) -> list[str | None]
@@ -90,7 +109,7 @@ fn exact_dedup<'py>(
     data: PyReadonlyArray1<'py, u8>,
     offsets: &Bound<'py, PyAny>,
     valid: Option<PyReadonlyArray1<'py, bool>>,
-) -> PyResult<(Bound<'py, PyArray1<bool>>, Bound<'py, PyArray1<i64>>)> {
+) -> PyResult<(Arr<'py, bool>, Arr<'py, i64>)> {
     let col = Column::new(data, offsets, valid)?;
     let view = col.view()?;
     let r = py.detach(|| exact(&view));
@@ -108,7 +127,13 @@ impl NearIndex {
     #[new]
     #[pyo3(signature = (threshold=0.7, num_perm=128, ngram=3, seed=0))]
     fn new(threshold: f64, num_perm: usize, ngram: usize, seed: u64) -> PyResult<Self> {
-        let inner = CoreNearIndex::new(NearParams { threshold, num_perm, ngram, seed }).map_err(err)?;
+        let inner = CoreNearIndex::new(NearParams {
+            threshold,
+            num_perm,
+            ngram,
+            seed,
+        })
+        .map_err(err)?;
         Ok(NearIndex { inner })
     }
 
@@ -162,7 +187,7 @@ impl NearIndex {
         data: PyReadonlyArray1<'py, u8>,
         offsets: &Bound<'py, PyAny>,
         valid: Option<PyReadonlyArray1<'py, bool>>,
-    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>)> {
+    ) -> PyResult<(Arr<'py, i64>, Arr<'py, f64>)> {
         let col = Column::new(data, offsets, valid)?;
         let view = col.view()?;
         let (ids, sims) = py.detach(|| self.inner.query(&view));
@@ -201,7 +226,9 @@ impl Matcher {
     #[new]
     #[pyo3(signature = (phrases, patterns=Vec::new()))]
     fn new(py: Python<'_>, phrases: Vec<String>, patterns: Vec<String>) -> PyResult<Self> {
-        let inner = py.detach(|| CoreMatcher::new(&phrases, &patterns)).map_err(err)?;
+        let inner = py
+            .detach(|| CoreMatcher::new(&phrases, &patterns))
+            .map_err(err)?;
         Ok(Matcher { inner })
     }
 
@@ -224,7 +251,6 @@ impl Matcher {
     }
 
     /// -> (row int64, pattern_id uint32, start int64, first_sentence bool)
-    #[allow(clippy::type_complexity)]
     #[pyo3(signature = (data, offsets, valid=None))]
     fn scan<'py>(
         &self,
@@ -232,12 +258,7 @@ impl Matcher {
         data: PyReadonlyArray1<'py, u8>,
         offsets: &Bound<'py, PyAny>,
         valid: Option<PyReadonlyArray1<'py, bool>>,
-    ) -> PyResult<(
-        Bound<'py, PyArray1<i64>>,
-        Bound<'py, PyArray1<u32>>,
-        Bound<'py, PyArray1<i64>>,
-        Bound<'py, PyArray1<bool>>,
-    )> {
+    ) -> PyResult<ScanArrays<'py>> {
         let col = Column::new(data, offsets, valid)?;
         let view = col.view()?;
         let s = py.detach(|| self.inner.scan(&view));
@@ -271,8 +292,13 @@ impl Graph {
     ) -> PyResult<Self> {
         let (s, d) = (slice(&src, "src")?, slice(&dst, "dst")?);
         let w = weight.as_ref().map(|w| slice(w, "weight")).transpose()?;
-        let t = edge_type.as_ref().map(|t| slice(t, "edge_type")).transpose()?;
-        let inner = py.detach(|| CoreGraph::from_edges(s, d, w, t, num_nodes, directed)).map_err(err)?;
+        let t = edge_type
+            .as_ref()
+            .map(|t| slice(t, "edge_type"))
+            .transpose()?;
+        let inner = py
+            .detach(|| CoreGraph::from_edges(s, d, w, t, num_nodes, directed))
+            .map_err(err)?;
         Ok(Graph { inner })
     }
 
@@ -305,12 +331,16 @@ impl Graph {
         seed: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let st = slice(&starts, "starts")?;
-        let walks = py.detach(|| self.inner.random_walks(st, length, seed)).map_err(err)?;
-        Ok(walks.into_pyarray(py).reshape([st.len(), length + 1])?.into_any())
+        let walks = py
+            .detach(|| self.inner.random_walks(st, length, seed))
+            .map_err(err)?;
+        Ok(walks
+            .into_pyarray(py)
+            .reshape([st.len(), length + 1])?
+            .into_any())
     }
 
     /// -> (sample, hop, src, dst, edge_type)
-    #[allow(clippy::type_complexity)]
     #[pyo3(signature = (starts, fanouts, seed=0))]
     fn khop<'py>(
         &self,
@@ -319,14 +349,16 @@ impl Graph {
         fanouts: Vec<usize>,
         seed: u64,
     ) -> PyResult<(
-        Bound<'py, PyArray1<i64>>,
-        Bound<'py, PyArray1<i32>>,
-        Bound<'py, PyArray1<i64>>,
-        Bound<'py, PyArray1<i64>>,
-        Bound<'py, PyArray1<i32>>,
+        Arr<'py, i64>,
+        Arr<'py, i32>,
+        Arr<'py, i64>,
+        Arr<'py, i64>,
+        Arr<'py, i32>,
     )> {
         let st = slice(&starts, "starts")?;
-        let k = py.detach(|| self.inner.khop(st, &fanouts, seed)).map_err(err)?;
+        let k = py
+            .detach(|| self.inner.khop(st, &fanouts, seed))
+            .map_err(err)?;
         Ok((
             k.sample.into_pyarray(py),
             k.hop.into_pyarray(py),
@@ -345,7 +377,9 @@ impl Graph {
         seed: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let st = slice(&starts, "starts")?;
-        let sets = py.detach(|| self.inner.subgraphs(st, k, seed)).map_err(err)?;
+        let sets = py
+            .detach(|| self.inner.subgraphs(st, k, seed))
+            .map_err(err)?;
         Ok(sets.into_pyarray(py).reshape([st.len(), k])?.into_any())
     }
 }

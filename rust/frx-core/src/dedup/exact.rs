@@ -97,12 +97,21 @@ mod tests {
         ]);
         let r = exact(&c.view());
         assert_eq!(r.group, vec![0, 0, 2, 0, 4, 5, 6, 6]);
-        assert_eq!(r.keep, vec![true, false, true, false, true, true, true, false]);
+        assert_eq!(
+            r.keep,
+            vec![true, false, true, false, true, true, true, false]
+        );
     }
 
     #[test]
     fn zero_rows() {
         let c = OwnedColumn::from_strs::<&str>(&[]);
-        assert_eq!(exact(&c.view()), ExactResult { keep: vec![], group: vec![] });
+        assert_eq!(
+            exact(&c.view()),
+            ExactResult {
+                keep: vec![],
+                group: vec![]
+            }
+        );
     }
 }

@@ -27,7 +27,10 @@ pub fn lsh_params(threshold: f64, num_perm: usize) -> (usize, usize) {
     fn area(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> f64 {
         let steps = 200;
         let dx = (hi - lo) / steps as f64;
-        (0..steps).map(|i| f(lo + (i as f64 + 0.5) * dx)).sum::<f64>() * dx
+        (0..steps)
+            .map(|i| f(lo + (i as f64 + 0.5) * dx))
+            .sum::<f64>()
+            * dx
     }
     let mut best = (1, num_perm, f64::INFINITY);
     for bands in 1..=num_perm {
@@ -54,7 +57,12 @@ pub struct NearParams {
 
 impl Default for NearParams {
     fn default() -> Self {
-        NearParams { threshold: 0.7, num_perm: 128, ngram: 3, seed: 0 }
+        NearParams {
+            threshold: 0.7,
+            num_perm: 128,
+            ngram: 3,
+            seed: 0,
+        }
     }
 }
 
@@ -219,7 +227,11 @@ impl NearIndex {
             }
             // Candidates: earlier rows sharing a bucket in any band; then this row joins them.
             cands.clear();
-            for (t, &key) in self.tables.iter_mut().zip(&batch.keys[j * nb..(j + 1) * nb]) {
+            for (t, &key) in self
+                .tables
+                .iter_mut()
+                .zip(&batch.keys[j * nb..(j + 1) * nb])
+            {
                 t.chain(key, &mut cands);
                 t.push(id, key);
             }
@@ -234,12 +246,16 @@ impl NearIndex {
                 }
             }
         }
-        Ok((base..base + n).map(|i| self.find(i as u32) as i64).collect())
+        Ok((base..base + n)
+            .map(|i| self.find(i as u32) as i64)
+            .collect())
     }
 
     /// Cluster id of every row added so far.
     pub fn clusters(&mut self) -> Vec<i64> {
-        (0..self.parent.len()).map(|i| self.find(i as u32) as i64).collect()
+        (0..self.parent.len())
+            .map(|i| self.find(i as u32) as i64)
+            .collect()
     }
 
     /// For each row of `col`, the indexed row most similar to it with estimated Jaccard >=
@@ -318,10 +334,8 @@ impl BandTable {
         }
         self.bits = want.trailing_zeros();
         self.slots = vec![EMPTY_SLOT; want];
-        for id in 0..indexed.len() {
-            if indexed[id] {
-                self.push(id as u32, self.keys[id]);
-            }
+        for (id, _) in indexed.iter().enumerate().filter(|(_, &on)| on) {
+            self.push(id as u32, self.keys[id]);
         }
     }
 
@@ -331,7 +345,9 @@ impl BandTable {
         if !self.slots.is_empty() {
             let p = self.slots.as_ptr().wrapping_add(self.slot(key));
             // SAFETY: prefetching is a hint; the address is inside `slots`.
-            unsafe { std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0) };
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
+            };
         }
     }
 
@@ -412,12 +428,19 @@ mod tests {
         let mut idx = NearIndex::new(NearParams::default()).unwrap();
         let r = OwnedColumn::from_strs(&["how do i kill a python process that hangs on exit"]);
         assert_eq!(idx.add(&r.view()).unwrap(), vec![0]);
-        let q = OwnedColumn::from_strs(&["How do I kill a Python process that hangs on exit?", "bake bread"]);
+        let q = OwnedColumn::from_strs(&[
+            "How do I kill a Python process that hangs on exit?",
+            "bake bread",
+        ]);
         let (ids, sims) = idx.query(&q.view());
         assert_eq!(ids, vec![0, -1]);
         assert_eq!(sims[0], 1.0);
         assert_eq!(idx.len(), 1);
         assert_eq!(idx.add(&q.view()).unwrap(), vec![0, 2]);
-        assert!(NearIndex::new(NearParams { threshold: 0.0, ..Default::default() }).is_err());
+        assert!(NearIndex::new(NearParams {
+            threshold: 0.0,
+            ..Default::default()
+        })
+        .is_err());
     }
 }

@@ -39,14 +39,27 @@ type Kernel = fn(&[u64], &[u64], &[u64], &mut [u32]);
 impl MinHasher {
     pub fn new(num_perm: usize, ngram: usize, seed: u64) -> Result<Self> {
         if !(1..=1024).contains(&num_perm) {
-            return invalid(format!("num_perm must be between 1 and 1024, got {num_perm}"));
+            return invalid(format!(
+                "num_perm must be between 1 and 1024, got {num_perm}"
+            ));
         }
         if !(1..=16).contains(&ngram) {
             return invalid(format!("ngram must be between 1 and 16, got {ngram}"));
         }
-        let a = (0..num_perm as u64).map(|i| mix64(seed ^ mix64(2 * i)) | 1).collect();
-        let b = (0..num_perm as u64).map(|i| mix64(seed ^ mix64(2 * i + 1))).collect();
-        Ok(MinHasher { num_perm, ngram, seed, a, b, kernel: pick_kernel() })
+        let a = (0..num_perm as u64)
+            .map(|i| mix64(seed ^ mix64(2 * i)) | 1)
+            .collect();
+        let b = (0..num_perm as u64)
+            .map(|i| mix64(seed ^ mix64(2 * i + 1)))
+            .collect();
+        Ok(MinHasher {
+            num_perm,
+            ngram,
+            seed,
+            a,
+            b,
+            kernel: pick_kernel(),
+        })
     }
 
     pub fn num_perm(&self) -> usize {
@@ -100,7 +113,10 @@ fn tokenize(norm: &[u8], out: &mut Vec<u64>) {
             (b.is_ascii_alphanumeric(), 1)
         } else {
             // SAFETY: `norm` is UTF-8 and `i` is at a character boundary.
-            let c = unsafe { std::str::from_utf8_unchecked(&norm[i..]) }.chars().next().unwrap();
+            let c = unsafe { std::str::from_utf8_unchecked(&norm[i..]) }
+                .chars()
+                .next()
+                .unwrap();
             (c.is_alphanumeric(), c.len_utf8())
         };
         match (alnum, start) {
@@ -208,7 +224,10 @@ mod tests {
     #[test]
     fn case_punctuation_and_width_do_not_matter() {
         let m = MinHasher::new(64, 3, 1).unwrap();
-        assert_eq!(sig(&m, "How do I kill a Python process?"), sig(&m, "how do i KILL a python process"));
+        assert_eq!(
+            sig(&m, "How do I kill a Python process?"),
+            sig(&m, "how do i KILL a python process")
+        );
         assert_eq!(sig(&m, "ＡＢＣ def ghi"), sig(&m, "abc, def; ghi"));
     }
 
@@ -216,7 +235,9 @@ mod tests {
     fn kernels_agree() {
         let m = MinHasher::new(128, 2, 9).unwrap();
         let mut s = Scratch::default();
-        let sh = m.shingles("the quick brown fox jumps over the lazy dog again", &mut s).to_vec();
+        let sh = m
+            .shingles("the quick brown fox jumps over the lazy dog again", &mut s)
+            .to_vec();
         let mut want = vec![EMPTY; 128];
         minhash_portable(&sh, &m.a, &m.b, &mut want);
         let mut got = vec![EMPTY; 128];

@@ -1,0 +1,127 @@
+"""Refusal phrase scan over model responses: frx vs Hyperscan, pyahocorasick, polars, re.
+
+All use the same lexicon (frx's phrases), case-insensitive, with ' and ’ as the same
+apostrophe. "scan" peers report every match; "any" peers answer per row whether one occurs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import record
+from frx.refusal import Matcher, load_lexicon
+
+PHRASES, _ = load_lexicon()
+
+
+def spellings(p: str) -> list[str]:
+    return sorted({p.lower(), p.lower().replace("'", "\u2019")})
+
+
+@pytest.fixture(scope="module")
+def data(response_corpus):
+    texts, encoded, arr = response_corpus
+    return texts, encoded, arr, sum(map(len, encoded))
+
+
+@pytest.mark.benchmark(group="refusal scan")
+def test_frx_scan(benchmark, data):
+    texts, _, arr, nbytes = data
+    m = Matcher(PHRASES)
+    out = benchmark(m.scan, arr)
+    record(benchmark, "frx scan", items=len(texts), unit="rows", bytes=nbytes, matches=out.num_rows)
+
+
+@pytest.mark.benchmark(group="refusal scan")
+def test_frx_any(benchmark, data):
+    texts, _, arr, nbytes = data
+    m = Matcher(PHRASES)
+    out = benchmark(m.any, arr)
+    record(benchmark, "frx any", items=len(texts), unit="rows", bytes=nbytes, hits=int(out.sum()))
+
+
+@pytest.mark.benchmark(group="refusal scan")
+def test_hyperscan_rows(benchmark, data):
+    hyperscan = pytest.importorskip("hyperscan")
+    texts, encoded, _, nbytes = data
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    exprs = [re.escape(p).replace("\\'", "['\u2019]").encode() for p in PHRASES]
+    flags = [hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8] * len(exprs)
+    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+    hits: list = []
+
+    def on_match(pid, start, end, flags, ctx):
+        hits.append((pid, end))
+        return 0
+
+    def run():
+        hits.clear()
+        for e in encoded:
+            db.scan(e, match_event_handler=on_match)
+        return len(hits)
+
+    n = benchmark(run)
+    record(benchmark, "hyperscan per row", items=len(texts), unit="rows", bytes=nbytes, matches=n)
+
+
+@pytest.mark.benchmark(group="refusal scan")
+def test_hyperscan_one_buffer(benchmark, data):
+    hyperscan = pytest.importorskip("hyperscan")
+    texts, encoded, _, nbytes = data
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    exprs = [re.escape(p).replace("\\'", "['\u2019]").encode() for p in PHRASES]
+    flags = [hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8] * len(exprs)
+    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+    blob = b"\n".join(encoded)
+    count = [0]
+
+    def on_match(pid, start, end, flags, ctx):
+        count[0] += 1
+        return 0
+
+    def run():
+        count[0] = 0
+        db.scan(blob, match_event_handler=on_match)
+        return count[0]
+
+    n = benchmark(run)
+    record(benchmark, "hyperscan one buffer (no row split)", items=len(texts), unit="rows", bytes=nbytes, matches=n)
+
+
+@pytest.mark.benchmark(group="refusal scan")
+def test_pyahocorasick(benchmark, data):
+    ahocorasick = pytest.importorskip("ahocorasick")
+    texts, _, _, nbytes = data
+    a = ahocorasick.Automaton()
+    for i, p in enumerate(PHRASES):
+        for v in spellings(p):
+            a.add_word(v, i)
+    a.make_automaton()
+
+    def run():
+        return sum(1 for t in texts for _ in a.iter(t.lower()))
+
+    n = benchmark.pedantic(run, rounds=3, iterations=1)
+    record(benchmark, "pyahocorasick (lower + iter)", items=len(texts), unit="rows", bytes=nbytes, matches=n)
+
+
+@pytest.mark.benchmark(group="refusal scan")
+def test_polars_contains_any(benchmark, data):
+    pl = pytest.importorskip("polars")
+    texts, _, arr, nbytes = data
+    s = pl.Series(arr)
+    pats = [v for p in PHRASES for v in spellings(p)]
+    out = benchmark(lambda: s.str.contains_any(pats, ascii_case_insensitive=True))
+    record(benchmark, "polars contains_any", items=len(texts), unit="rows", bytes=nbytes, hits=int(out.sum()))
+
+
+@pytest.mark.benchmark(group="refusal scan")
+def test_python_re(benchmark, data):
+    texts, encoded, _, _ = data
+    sub = texts[: max(1, len(texts) // 64)]
+    rx = re.compile("|".join(re.escape(p).replace("'", "['\u2019]") for p in PHRASES), re.IGNORECASE)
+    n = benchmark.pedantic(lambda: sum(1 for t in sub for _ in rx.finditer(t)), rounds=3, iterations=1)
+    record(benchmark, "python re (1/64 of the data)", items=len(sub), unit="rows",
+           bytes=sum(len(t.encode()) for t in sub), matches=n)
