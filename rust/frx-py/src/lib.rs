@@ -348,13 +348,7 @@ impl Graph {
         starts: PyReadonlyArray1<'py, i64>,
         fanouts: Vec<usize>,
         seed: u64,
-    ) -> PyResult<(
-        Arr<'py, i64>,
-        Arr<'py, i32>,
-        Arr<'py, i64>,
-        Arr<'py, i64>,
-        Arr<'py, i32>,
-    )> {
+    ) -> PyResult<KhopArrays<'py>> {
         let st = slice(&starts, "starts")?;
         let k = py
             .detach(|| self.inner.khop(st, &fanouts, seed))
