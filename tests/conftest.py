@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
+def _shared_data() -> Path:
+    """The public test data: $FRX_SHARED_DATA, else ../shared/data beside the checkout."""
+    for p in (os.environ.get("FRX_SHARED_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"):
+        if p and Path(p).is_dir():
+            return Path(p).resolve()
+    return (ROOT.parent / "shared" / "data").resolve()
+
+
+SHARED_DATA = _shared_data()
 
 QUOTES = str.maketrans(
     {

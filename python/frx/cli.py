@@ -75,10 +75,14 @@ def _summary(title: str, rows: list[tuple[str, object]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=title, show_header=False, box=None, pad_edge=False)
+    console = Console(stderr=False, highlight=False)
+    console.print(title, soft_wrap=True)
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
     for k, v in rows:
-        t.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
-    Console(stderr=False).print(t)
+        t.add_row(f"  {k}", f"{v:,}" if isinstance(v, int) else str(v))
+    console.print(t)
 
 
 @app.command()
@@ -105,9 +109,7 @@ def dedup(
 ) -> None:
     """Remove exact and near-duplicate rows of a text column; keep the first of each cluster.
 
-    Texts are compared after normalisation (NFKC, case folding, straight quotes, collapsed
-    whitespace). Near-duplicates are found with MinHash + LSH over word n-grams and clustered
-    transitively. With --against, rows that copy a reference set are dropped too.
+    Texts are compared after normalisation (NFKC, case folding, straight quotes, collapsed whitespace). Near-duplicates are found with MinHash + LSH over word n-grams and clustered transitively. With --against, rows that copy a reference set are dropped too.
     """
     from .dedup import _check_params, dedup_table
     from .io import check_output, read_table, write_parquet
@@ -158,8 +160,7 @@ def refusal(
 ) -> None:
     """Scan a text column for refusal phrases; add refusal_hit and refusal_first_sentence.
 
-    This is the pattern matcher only: it says where refusal-like phrases occur (and whether
-    one opens the response), not whether the response is a refusal. `frx judge` decides that.
+    This is the pattern matcher only: it says where refusal-like phrases occur (and whether one opens the response), not whether the response is a refusal; judging is a separate step.
     """
     from .io import check_output, read_table, write_parquet
     from .refusal import Matcher
