@@ -10,6 +10,9 @@ use crate::error::{invalid, Result};
 use crate::rng::Rng;
 use rayon::prelude::*;
 
+/// Walks stepped together by one thread (see [`Graph::random_walks`]).
+const WALK_GROUP: usize = 16;
+
 pub struct Graph {
     num_nodes: usize,
     directed: bool,
@@ -236,20 +239,42 @@ impl Graph {
         self.check_starts(starts)?;
         let width = length + 1;
         let mut out = vec![-1i64; starts.len() * width];
-        out.par_chunks_mut(width)
-            .with_min_len(64)
+        // Walks advance in groups of WALK_GROUP, one step of each in turn: every step is a
+        // dependent chain of cache misses (offsets, then neighbour), and independent walks let
+        // those misses overlap. Each walk still has its own random stream, so the result is
+        // the same as walking them one by one.
+        out.par_chunks_mut(width * WALK_GROUP)
+            .with_min_len(4)
             .enumerate()
-            .for_each(|(i, row)| {
-                let mut rng = Rng::for_row(seed, i as u64);
-                let mut v = starts[i] as u32;
-                row[0] = v as i64;
-                for slot in &mut row[1..] {
-                    match self.step(v, &mut rng) {
-                        Some(e) => {
-                            v = self.indices[e];
-                            *slot = v as i64;
+            .for_each(|(chunk, rows)| {
+                let first = chunk * WALK_GROUP;
+                let g = rows.len() / width;
+                let mut rngs: [Rng; WALK_GROUP] =
+                    std::array::from_fn(|k| Rng::for_row(seed, (first + k) as u64));
+                let mut cur = [0u32; WALK_GROUP];
+                let mut alive = [false; WALK_GROUP];
+                for k in 0..g {
+                    cur[k] = starts[first + k] as u32;
+                    alive[k] = true;
+                    rows[k * width] = cur[k] as i64;
+                }
+                for step in 1..width {
+                    let mut any = false;
+                    for k in 0..g {
+                        if !alive[k] {
+                            continue;
                         }
-                        None => break,
+                        match self.step(cur[k], &mut rngs[k]) {
+                            Some(e) => {
+                                cur[k] = self.indices[e];
+                                rows[k * width + step] = cur[k] as i64;
+                                any = true;
+                            }
+                            None => alive[k] = false,
+                        }
+                    }
+                    if !any {
+                        break;
                     }
                 }
             });
