@@ -73,8 +73,8 @@ pub struct NearIndex {
     rows: usize,
     /// Signatures of all rows, `num_perm` per row.
     sigs: Vec<u32>,
-    /// Union-find parent; a root is the smallest id of its cluster.
-    parent: Vec<u32>,
+    /// Clusters; a root is the smallest id of its cluster.
+    uf: UnionFind,
     /// One bucket table per band.
     tables: Vec<BandTable>,
     /// Whether each row was put in the band tables (rows with no tokens and rows with an
@@ -83,13 +83,6 @@ pub struct NearIndex {
     /// Hash of a whole signature -> first row with it (rows with an identical signature are
     /// joined directly and not added to the bands: they could only find what it finds).
     whole: HashMap<u64, u32, Prehashed>,
-}
-
-/// Signatures (and their band keys) of a batch, computed in parallel.
-struct Batch {
-    sigs: Vec<u32>,
-    keys: Vec<u64>,
-    whole: Vec<u64>,
 }
 
 impl NearIndex {
@@ -108,7 +101,7 @@ impl NearIndex {
             bands,
             rows,
             sigs: Vec::new(),
-            parent: Vec::new(),
+            uf: UnionFind::default(),
             tables: (0..bands).map(|_| BandTable::default()).collect(),
             indexed: Vec::new(),
             whole: HashMap::default(),
@@ -125,32 +118,35 @@ impl NearIndex {
         self.rows
     }
     pub fn len(&self) -> usize {
-        self.parent.len()
+        self.uf.parent.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.parent.is_empty()
+        self.uf.parent.is_empty()
     }
 
     /// Signatures of a column, row-major, `num_perm` per row (null rows are all [`EMPTY`]).
     pub fn signatures(&self, col: &StrColumn<'_>) -> Vec<u32> {
-        let p = self.params.num_perm;
-        let mut sigs = vec![EMPTY; col.len() * p];
-        sigs.par_chunks_mut(p)
-            .with_min_len(ROWS_PER_TASK)
-            .enumerate()
-            .for_each_init(Scratch::default, |scratch, (i, sig)| {
-                if let Some(s) = col.get(i) {
-                    self.hasher.signature(s, scratch, sig);
-                }
-            });
+        let mut sigs = vec![EMPTY; col.len() * self.params.num_perm];
+        self.fill_signatures(col, &mut sigs);
         sigs
     }
 
-    fn batch(&self, col: &StrColumn<'_>) -> Batch {
-        let sigs = self.signatures(col);
+    fn fill_signatures(&self, col: &StrColumn<'_>, out: &mut [u32]) {
+        out.par_chunks_mut(self.params.num_perm)
+            .with_min_len(ROWS_PER_TASK)
+            .enumerate()
+            .for_each_init(Scratch::default, |scratch, (i, sig)| match col.get(i) {
+                Some(s) => self.hasher.signature(s, scratch, sig),
+                None => sig.fill(EMPTY),
+            });
+    }
+
+    /// Band keys (`bands` per row) and whole-signature hashes of row-major signatures.
+    fn keys(&self, sigs: &[u32]) -> (Vec<u64>, Vec<u64>) {
         let (p, b, r) = (self.params.num_perm, self.bands, self.rows);
-        let mut keys = vec![0u64; col.len() * b];
-        let mut whole = vec![0u64; col.len()];
+        let n = sigs.len() / p;
+        let mut keys = vec![0u64; n * b];
+        let mut whole = vec![0u64; n];
         keys.par_chunks_mut(b.max(1))
             .zip(whole.par_iter_mut())
             .zip(sigs.par_chunks(p))
@@ -161,100 +157,99 @@ impl NearIndex {
                 }
                 *w = xxh3_64_with_seed(as_bytes(sig), u64::MAX);
             });
-        Batch { sigs, keys, whole }
+        (keys, whole)
     }
 
     fn sig(&self, id: u32) -> &[u32] {
-        let p = self.params.num_perm;
-        &self.sigs[id as usize * p..(id as usize + 1) * p]
-    }
-
-    fn find(&mut self, mut x: u32) -> u32 {
-        while self.parent[x as usize] != x {
-            let gp = self.parent[self.parent[x as usize] as usize];
-            self.parent[x as usize] = gp;
-            x = gp;
-        }
-        x
-    }
-
-    fn union(&mut self, x: u32, y: u32) {
-        let (rx, ry) = (self.find(x), self.find(y));
-        if rx != ry {
-            let (lo, hi) = if rx < ry { (rx, ry) } else { (ry, rx) };
-            self.parent[hi as usize] = lo;
-        }
+        row(&self.sigs, self.params.num_perm, id)
     }
 
     /// Adds a batch of rows and returns each new row's cluster id as it stands after the batch.
     /// Earlier batches' answers are not revised; [`NearIndex::clusters`] gives the final view.
     pub fn add(&mut self, col: &StrColumn<'_>) -> Result<Vec<i64>> {
         let n = col.len();
-        let base = self.parent.len();
+        let base = self.len();
         if base + n >= NONE as usize {
             return invalid("near-duplicate index is full (4 billion rows)");
         }
-        let batch = self.batch(col);
         let (p, nb) = (self.params.num_perm, self.bands);
-        self.sigs.extend_from_slice(&batch.sigs);
-        self.parent.extend((base..base + n).map(|i| i as u32));
-        self.indexed.resize(base + n, false);
+        // Signatures go straight into the index's store.
+        let mut sigs = std::mem::take(&mut self.sigs);
+        sigs.resize((base + n) * p, EMPTY);
+        self.fill_signatures(col, &mut sigs[base * p..]);
+        self.sigs = sigs;
+        let (keys, whole) = self.keys(&self.sigs[base * p..]);
+        self.uf.grow(base + n);
         for t in &mut self.tables {
             t.reserve(base + n, &self.indexed);
         }
+        self.indexed.resize(base + n, false);
+
+        // Pass 1, in row order: rows with no tokens are similar to nothing and never indexed;
+        // a row whose whole signature equals an earlier row's joins it directly and is not
+        // indexed either (it could only find what that row finds).
         self.whole.reserve(n);
-        let mut cands: Vec<u32> = Vec::new();
-        for j in 0..n {
-            if j + PREFETCH_ROWS < n {
-                let ahead = &batch.keys[(j + PREFETCH_ROWS) * nb..(j + PREFETCH_ROWS + 1) * nb];
-                for (t, &k) in self.tables.iter().zip(ahead) {
-                    t.prefetch(k);
-                }
-            }
+        let mut fresh: Vec<u32> = Vec::with_capacity(n);
+        for (j, &wh) in whole.iter().enumerate() {
             let id = (base + j) as u32;
-            let sig = &batch.sigs[j * p..(j + 1) * p];
-            if sig[0] == EMPTY && sig.iter().all(|&v| v == EMPTY) {
-                continue; // no tokens (or null): similar to nothing, never indexed
+            let sig = row(&self.sigs, p, id);
+            if sig.iter().all(|&v| v == EMPTY) {
+                continue;
             }
-            let wh = batch.whole[j];
-            if let Some(&twin) = self.whole.get(&wh) {
-                if self.sig(twin) == sig {
-                    self.union(twin, id);
-                    continue;
-                }
-            } else {
-                self.whole.insert(wh, id);
-            }
-            // Candidates: earlier rows sharing a bucket in any band; then this row joins them.
-            cands.clear();
-            for (t, &key) in self
-                .tables
-                .iter_mut()
-                .zip(&batch.keys[j * nb..(j + 1) * nb])
-            {
-                t.chain(key, &mut cands);
-                t.push(id, key);
-            }
-            self.indexed[id as usize] = true;
-            cands.sort_unstable();
-            cands.dedup();
-            for &c in &cands {
-                if self.find(c) != self.find(id)
-                    && estimate_jaccard(self.sig(c), sig) >= self.params.threshold
-                {
-                    self.union(c, id);
+            match self.whole.get(&wh) {
+                Some(&twin) if row(&self.sigs, p, twin) == sig => self.uf.union(twin, id),
+                Some(_) => fresh.push(id),
+                None => {
+                    self.whole.insert(wh, id);
+                    fresh.push(id);
                 }
             }
         }
+
+        // Pass 2, band by band (one band's table stays in cache): every row meets the earlier
+        // rows in its bucket and joins those whose estimated Jaccard reaches the threshold.
+        // Clusters are the connected components of the verified pairs, so the order in which
+        // pairs are met does not change them.
+        let Self {
+            tables,
+            uf,
+            sigs,
+            indexed,
+            params,
+            ..
+        } = self;
+        let mut cands: Vec<u32> = Vec::new();
+        for (band, table) in tables.iter_mut().enumerate() {
+            let key_of = |id: u32| keys[(id as usize - base) * nb + band];
+            for (k, &id) in fresh.iter().enumerate() {
+                if let Some(&ahead) = fresh.get(k + PREFETCH_ROWS) {
+                    table.prefetch(key_of(ahead));
+                }
+                let key = key_of(id);
+                cands.clear();
+                table.chain(key, &mut cands);
+                table.push(id, key);
+                for &c in &cands {
+                    if uf.find(c) != uf.find(id)
+                        && estimate_jaccard(row(sigs, p, c), row(sigs, p, id)) >= params.threshold
+                    {
+                        uf.union(c, id);
+                    }
+                }
+            }
+        }
+        for &id in &fresh {
+            indexed[id as usize] = true;
+        }
         Ok((base..base + n)
-            .map(|i| self.find(i as u32) as i64)
+            .map(|i| self.uf.find(i as u32) as i64)
             .collect())
     }
 
     /// Cluster id of every row added so far.
     pub fn clusters(&mut self) -> Vec<i64> {
-        (0..self.parent.len())
-            .map(|i| self.find(i as u32) as i64)
+        (0..self.len())
+            .map(|i| self.uf.find(i as u32) as i64)
             .collect()
     }
 
@@ -262,21 +257,22 @@ impl NearIndex {
     /// threshold (ties to the smaller id) and that similarity; `(-1, 0.0)` when there is none.
     /// The index is not changed.
     pub fn query(&self, col: &StrColumn<'_>) -> (Vec<i64>, Vec<f64>) {
-        let batch = self.batch(col);
+        let sigs = self.signatures(col);
+        let (keys, whole) = self.keys(&sigs);
         let (p, nb) = (self.params.num_perm, self.bands);
         (0..col.len())
             .into_par_iter()
             .with_min_len(256)
             .map_init(Vec::new, |cands: &mut Vec<u32>, j| {
-                let sig = &batch.sigs[j * p..(j + 1) * p];
+                let sig = &sigs[j * p..(j + 1) * p];
                 if sig.iter().all(|&v| v == EMPTY) {
                     return (-1, 0.0);
                 }
                 cands.clear();
-                for (t, &key) in self.tables.iter().zip(&batch.keys[j * nb..(j + 1) * nb]) {
+                for (t, &key) in self.tables.iter().zip(&keys[j * nb..(j + 1) * nb]) {
                     t.chain(key, cands);
                 }
-                if let Some(&twin) = self.whole.get(&batch.whole[j]) {
+                if let Some(&twin) = self.whole.get(&whole[j]) {
                     cands.push(twin);
                 }
                 cands.sort_unstable();
@@ -294,10 +290,48 @@ impl NearIndex {
     }
 }
 
-/// Rows whose bucket slots are prefetched ahead of the row being inserted.
-const PREFETCH_ROWS: usize = 8;
+/// Union-find over row ids; the root of a set is its smallest id.
+#[derive(Default)]
+struct UnionFind {
+    parent: Vec<u32>,
+}
 
-/// The buckets of one LSH band. A direct-mapped slot array (a power of two, at most half full)
+impl UnionFind {
+    fn grow(&mut self, n: usize) {
+        let from = self.parent.len();
+        self.parent.extend((from..n).map(|i| i as u32));
+    }
+
+    #[inline]
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let gp = self.parent[self.parent[x as usize] as usize];
+            self.parent[x as usize] = gp;
+            x = gp;
+        }
+        x
+    }
+
+    #[inline]
+    fn union(&mut self, x: u32, y: u32) {
+        let (rx, ry) = (self.find(x), self.find(y));
+        if rx != ry {
+            let (lo, hi) = if rx < ry { (rx, ry) } else { (ry, rx) };
+            self.parent[hi as usize] = lo;
+        }
+    }
+}
+
+#[inline]
+fn row(sigs: &[u32], p: usize, id: u32) -> &[u32] {
+    &sigs[id as usize * p..(id as usize + 1) * p]
+}
+
+/// Rows whose bucket slots are prefetched ahead of the row being inserted.
+const PREFETCH_ROWS: usize = 16;
+
+/// The buckets of one LSH band. A direct-mapped slot array (a power of two, at least one slot
+/// per row)
 /// holds, per slot, the newest row whose band key maps there and a 32-bit Bloom filter of the
 /// keys of all rows chained from it; `next` chains each row to the previous row in its slot.
 /// Band keys are uniform hashes: the slot is their top bits, the Bloom bits come from their low
@@ -328,7 +362,7 @@ impl BandTable {
     fn reserve(&mut self, rows: usize, indexed: &[bool]) {
         self.next.resize(rows, NONE);
         self.keys.resize(rows, 0);
-        let want = (2 * rows).next_power_of_two().max(1024);
+        let want = rows.next_power_of_two().max(1024);
         if want <= self.slots.len() {
             return;
         }
