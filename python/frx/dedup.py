@@ -74,7 +74,7 @@ class NearIndex:
     over word n-gram shingles is at least ``threshold``; clusters are the transitive closure.
     Bands and rows per band are chosen from ``threshold`` and ``num_perm``.
 
-    Memory: about ``4 * num_perm + 16 * bands`` bytes per row (≈ 600 bytes at the defaults).
+    Memory: about ``4 * num_perm + 28 * bands`` bytes per row (≈ 1.1 KB at the defaults).
     """
 
     def __init__(self, threshold: float = 0.7, num_perm: int = 128, ngram: int = 3, seed: int = 0):
