@@ -79,7 +79,7 @@ def _summary(title: str, rows: list[tuple[str, object]]) -> None:
     console.print(title, soft_wrap=True)
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
-    t.add_column(justify="right")
+    t.add_column(justify="right" if all(isinstance(v, int) for _, v in rows) else "left")
     for k, v in rows:
         t.add_row(f"  {k}", f"{v:,}" if isinstance(v, int) else str(v))
     console.print(t)
@@ -240,6 +240,92 @@ def graph(
         result = result.rename_columns(["start", "hop", "src", "dst", "edge_type"])
     write_parquet(result, out)
     _summary(f"frx graph {mode.value} → {out}", [("nodes", g.num_nodes), ("edges stored", g.num_edges), ("rows written", result.num_rows)])
+
+
+def _list_stages() -> None:
+    from .engine.stages import ENDPOINTS, STAGES
+
+    for name, doc in ENDPOINTS.items():
+        print(f"{name}\n    {doc}\n")
+    for name in sorted(STAGES):
+        cls = STAGES[name]
+        flags = " (keeps state across shards)" if cls.stateful else ""
+        print(f"{name}{flags}\n    {(cls.__doc__ or '').strip()}")
+        for fname, f in cls.Params.model_fields.items():
+            default = "required" if f.is_required() else f"default {f.default!r}"
+            desc = f" — {f.description}" if f.description else ""
+            print(f"    {fname} ({default}){desc}")
+        print()
+
+
+def _print_plan(plan, manifest_done: int) -> None:
+    print(f"config hash  {plan.cfg.hash()[:16]}")
+    print(f"input        {len(plan.files)} file(s), {plan.rows:,} rows, {len(plan.shards)} shard(s) of up to {plan.cfg.input.shard_rows:,} rows")
+    cols = [f"{f.name}:{f.type}" for f in plan.schema]
+    print(f"columns      {', '.join(cols)}")
+    for k, st in enumerate(plan.stages):
+        extra = " [cross-shard state]" if st.stateful else ""
+        reads = ", ".join(st.reads()) or "-"
+        adds = ", ".join(st.adds()) or "-"
+        print(f"stage {k + 1:<6} {st.name} (reads {reads}; adds {adds}){extra}")
+    print(f"output       {plan.run_dir}/data/part-NNNNN.parquet ({manifest_done} of {len(plan.shards)} shards already done)")
+    print(f"executor     {plan.cfg.run.executor}")
+
+
+@app.command()
+@user_errors
+def batch(
+    config: Annotated[Optional[Path], typer.Argument(help="Pipeline config (TOML).")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a config value, e.g. stage.2.threshold=0.8 (stages count from 1). Repeatable.")
+    ] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard an existing run in the output directory and start again.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (files, shards, stages, columns) and stop.")] = False,
+    list_stages: Annotated[bool, typer.Option("--list-stages", help="Document every stage and its parameters, and stop.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars: one log line per shard.")] = False,
+    executor: Annotated[Optional[str], typer.Option(help="local or ray (overrides [run] executor).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray); default: a local Ray.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes (overrides [run] workers).")] = None,
+) -> None:
+    """Run a pipeline of stages over sharded Parquet/JSONL/CSV data: resumable, bounded memory.
+
+    Each shard's result is written atomically and recorded in a manifest tied to the config hash: after a crash, run the same command again and finished shards are skipped. Results go to OUTPUT/data/part-NNNNN.parquet with stats.json (rows in/out, drop reasons, seconds) and _SUCCESS.
+    """
+    from .config import load_config
+    from .engine.run import RunDir, make_plan, run_batch
+
+    if list_stages:
+        _list_stages()
+        return
+    if config is None:
+        raise FrxError("missing CONFIG (a TOML file); see `frx batch --help`")
+    overrides = list(set_ or [])
+    if executor is not None:
+        overrides.append(f'run.executor="{executor}"')
+    if address is not None:
+        overrides.append(f'run.address="{address}"')
+    if workers is not None:
+        overrides.append(f"run.workers={workers}")
+    cfg, base = load_config(config, overrides)
+    plan = make_plan(cfg, base)
+    if dry_run:
+        m = RunDir(plan.run_dir).load_manifest() if plan.run_dir.exists() else None
+        same = m is not None and m.get("config_hash") == cfg.hash()
+        _print_plan(plan, len(m["done"]) if same else 0)
+        return
+    if cfg.run.executor == "ray":
+        from .engine.ray_executor import run_batch_ray
+
+        stats = run_batch_ray(plan, restart=restart, quiet=quiet)
+    else:
+        stats = run_batch(plan, restart=restart, quiet=quiet)
+    rows = [("shards", f"{stats['shards_done']}/{stats['shards']} ({stats['shards_computed_this_invocation']} computed now)"),
+            ("rows in", stats["rows_in"]), ("rows out", stats["rows_out"])]
+    for s in stats["stages"]:
+        drops = ", ".join(f"{r}: {n:,}" for r, n in s["dropped"].items() if n) or "no drops"
+        rate = f"{s['rows_per_s']:,.0f} rows/s" if s["rows_per_s"] else "-"
+        rows.append((f"{s['stage']}. {s['use']}", f"{s['rows_in']:,} → {s['rows_out']:,} ({drops}; {rate})"))
+    _summary(f"frx batch → {plan.run_dir}", rows)
 
 
 def main() -> None:

@@ -34,7 +34,9 @@ from . import _core
 from .columns import buffers, to_string_array
 from .errors import FrxError
 
-__all__ = ["normalize", "exact", "exact_groups", "near", "NearIndex", "dedup_table", "DedupSummary"]
+__all__ = [
+    "normalize", "exact", "exact_groups", "ExactIndex", "near", "NearIndex", "dedup_table", "DedupSummary",
+]
 
 
 def normalize(texts: Any) -> list[str | None]:
@@ -50,6 +52,24 @@ def exact_groups(texts: Any) -> np.ndarray:
 def exact(texts: Any) -> np.ndarray:
     """Keep mask (bool): ``True`` for the first row of each group of equal normalised texts."""
     return _core.exact_dedup(*buffers(texts))[0]
+
+
+class ExactIndex:
+    """Exact dedup across batches (shards): remembers the key of every row it has seen.
+
+    ``add(texts)`` returns, per new row, the global id of the first row with the same
+    normalised text; keep row ``i`` (global id) iff the answer equals ``i``. Memory: about 32
+    bytes per distinct text.
+    """
+
+    def __init__(self) -> None:
+        self._index = _core.ExactIndex()
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, texts: Any) -> np.ndarray:
+        return self._index.add(*buffers(texts))
 
 
 def _check_params(threshold: float, num_perm: int, ngram: int, seed: int) -> None:

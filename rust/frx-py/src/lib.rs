@@ -2,7 +2,9 @@
 //! errors to `ValueError`. String columns arrive as Arrow buffers (data bytes, offsets,
 //! optional validity) viewed through numpy, so nothing is copied on the way in.
 
-use frx_core::dedup::{exact, NearIndex as CoreNearIndex, NearParams};
+use frx_core::dedup::{
+    exact, ExactIndex as CoreExactIndex, NearIndex as CoreNearIndex, NearParams,
+};
 use frx_core::graph::Graph as CoreGraph;
 use frx_core::refusal::Matcher as CoreMatcher;
 use frx_core::text::{normalize_into, Offsets, StrColumn};
@@ -114,6 +116,39 @@ fn exact_dedup<'py>(
     let view = col.view()?;
     let r = py.detach(|| exact(&view));
     Ok((r.keep.into_pyarray(py), r.group.into_pyarray(py)))
+}
+
+/// Exact dedup across batches.
+#[pyclass(module = "frx._core")]
+#[derive(Default)]
+struct ExactIndex {
+    inner: CoreExactIndex,
+}
+
+#[pymethods]
+impl ExactIndex {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    #[pyo3(signature = (data, offsets, valid=None))]
+    fn add<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: PyReadonlyArray1<'py, u8>,
+        offsets: &Bound<'py, PyAny>,
+        valid: Option<PyReadonlyArray1<'py, bool>>,
+    ) -> PyResult<Arr<'py, i64>> {
+        let col = Column::new(data, offsets, valid)?;
+        let view = col.view()?;
+        let inner = &mut self.inner;
+        Ok(py.detach(|| inner.add(&view)).into_pyarray(py))
+    }
 }
 
 /// Incremental MinHash-LSH near-duplicate index.
@@ -390,6 +425,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize, m)?)?;
     m.add_function(wrap_pyfunction!(exact_dedup, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_class::<ExactIndex>()?;
     m.add_class::<NearIndex>()?;
     m.add_class::<Matcher>()?;
     m.add_class::<Graph>()?;

@@ -60,21 +60,56 @@ pub struct ExactResult {
     pub group: Vec<i64>,
 }
 
+/// Exact dedup that remembers every key it has seen, batch after batch (across shards).
+/// Rows get global ids in the order they are added.
+#[derive(Default)]
+pub struct ExactIndex {
+    first: HashMap<u128, i64, Prehashed>,
+    rows: i64,
+}
+
+impl ExactIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rows added so far.
+    pub fn len(&self) -> usize {
+        self.rows as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// For each new row, the global id of the first row with the same normalised text (its own
+    /// id if it is the first, or if it is null: nulls are never duplicates of anything).
+    pub fn add(&mut self, col: &StrColumn<'_>) -> Vec<i64> {
+        let keys = exact_keys(col);
+        self.first.reserve(keys.len());
+        let base = self.rows;
+        self.rows += keys.len() as i64;
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let id = base + i as i64;
+                match k {
+                    None => id,
+                    Some(k) => *self.first.entry(*k).or_insert(id),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Exact dedup of a column. Null rows are never duplicates of anything: they are kept.
 pub fn exact(col: &StrColumn<'_>) -> ExactResult {
-    let keys = exact_keys(col);
-    let mut first: HashMap<u128, i64, Prehashed> =
-        HashMap::with_capacity_and_hasher(keys.len(), Prehashed::default());
-    let mut keep = Vec::with_capacity(keys.len());
-    let mut group = Vec::with_capacity(keys.len());
-    for (i, k) in keys.iter().enumerate() {
-        let g = match k {
-            None => i as i64,
-            Some(k) => *first.entry(*k).or_insert(i as i64),
-        };
-        keep.push(g == i as i64);
-        group.push(g);
-    }
+    let group = ExactIndex::new().add(col);
+    let keep = group
+        .iter()
+        .enumerate()
+        .map(|(i, &g)| g == i as i64)
+        .collect();
     ExactResult { keep, group }
 }
 
@@ -101,6 +136,16 @@ mod tests {
             r.keep,
             vec![true, false, true, false, true, true, true, false]
         );
+    }
+
+    #[test]
+    fn index_remembers_across_batches() {
+        let mut idx = ExactIndex::new();
+        let a = OwnedColumn::from_options(&[Some("x"), None, Some("y")]);
+        let b = OwnedColumn::from_options(&[Some("Y"), None, Some("z"), Some("X ")]);
+        assert_eq!(idx.add(&a.view()), vec![0, 1, 2]);
+        assert_eq!(idx.add(&b.view()), vec![2, 4, 5, 0]);
+        assert_eq!(idx.len(), 7);
     }
 
     #[test]

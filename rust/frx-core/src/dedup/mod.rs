@@ -4,6 +4,6 @@ pub mod exact;
 pub mod lsh;
 pub mod minhash;
 
-pub use exact::{exact, exact_keys, ExactResult};
+pub use exact::{exact, exact_keys, ExactIndex, ExactResult};
 pub use lsh::{lsh_params, near, NearIndex, NearParams};
 pub use minhash::MinHasher;

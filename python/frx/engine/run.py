@@ -1,0 +1,346 @@
+"""Running a pipeline over shards: the run directory, resume, the local executor, stats.
+
+Run directory::
+
+    RUN/config.json      the resolved config          RUN/manifest.json  finished shards + hash
+    RUN/data/part-NNNNN.parquet   one result per shard  RUN/state/...      cross-shard stage state
+    RUN/stats.json       rows in/out, drops, seconds  RUN/_SUCCESS       written when all are done
+    RUN/.lock            held while a process runs
+
+A shard is finished when its entry is in the manifest. Its files are written first (state, then
+data, each to a temporary name and renamed), the manifest last, so a crash at any point loses at
+most the shard in flight; a re-run with the same config skips finished shards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from ..config import BatchConfig
+from ..errors import FrxError
+from ..io import write_parquet
+from .shards import Shard, ShardReader, discover, plan
+from .stages import ROW, Stage, build_stage
+
+__all__ = ["Plan", "make_plan", "run_batch", "RunDir"]
+
+
+@dataclass
+class Plan:
+    cfg: BatchConfig
+    base: Path
+    files: list[Path]
+    shards: list[Shard]
+    schema: pa.Schema
+    stages: list[Stage]
+    run_dir: Path
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards)
+
+    @property
+    def stateful(self) -> bool:
+        return any(s.stateful for s in self.stages)
+
+
+def make_stages(cfg: BatchConfig, base: Path) -> list[Stage]:
+    return [
+        build_stage(sc.use, cfg.stage_params(i), cfg.run.seed, base, f"[[stage]] #{i + 1}")
+        for i, sc in enumerate(cfg.stage)
+    ]
+
+
+def make_plan(cfg: BatchConfig, base: Path) -> Plan:
+    stages = make_stages(cfg, base)
+    files = discover(cfg.input.path, base)
+    shards, schema = plan(files, cfg.input.shard_rows)
+    if ROW in schema.names:
+        raise FrxError(f"input has a column named {ROW}, which frx uses internally")
+    # Check every stage against the columns it will see.
+    probe = schema.append(pa.field(ROW, pa.int64()))
+    for st in stages:
+        st.check(probe)
+        for c in st.adds():
+            if c not in probe.names:
+                probe = probe.append(pa.field(c, pa.bool_() if c.startswith("refusal_") else pa.large_string()))
+    out = Path(cfg.output.path)
+    run_dir = out if out.is_absolute() else base / out
+    return Plan(cfg, base, files, shards, schema, stages, run_dir)
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = path / "data"
+        self.state = path / "state"
+        self.manifest_path = path / "manifest.json"
+        self._lock_fd: int | None = None
+
+    def create_and_lock(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise FrxError(f"output {self.path} exists and is not a directory")
+        try:
+            self.data.mkdir(parents=True, exist_ok=True)
+            self.state.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise FrxError(f"cannot use output directory {self.path}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise FrxError(f"run directory {self.path} is in use by another frx batch (pid {other})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def load_manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.exists():
+            return None
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as e:
+            raise FrxError(f"cannot read {self.manifest_path}: {e}; use --restart to start the run again") from None
+
+    def _atomic_bytes(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise FrxError(f"cannot write {path}: {e.strerror or e}") from None
+
+    def save_manifest(self, manifest: dict[str, Any]) -> None:
+        self._atomic_bytes(self.manifest_path, json.dumps(manifest, indent=1).encode())
+
+    def save_json(self, name: str, obj: Any) -> None:
+        self._atomic_bytes(self.path / name, json.dumps(obj, indent=2).encode())
+
+    def clear(self) -> None:
+        for p in (self.data, self.state):
+            shutil.rmtree(p, ignore_errors=True)
+            p.mkdir(parents=True, exist_ok=True)
+        for name in ("manifest.json", "stats.json", "_SUCCESS"):
+            (self.path / name).unlink(missing_ok=True)
+
+    def shard_file(self, i: int) -> Path:
+        return self.data / f"part-{i:05d}.parquet"
+
+    def state_file(self, stage: int, name: str, i: int) -> Path:
+        return self.state / f"{stage + 1:02d}-{name}" / f"part-{i:05d}.arrow"
+
+    def write_state(self, path: Path, table: pa.Table) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            opts = ipc.IpcWriteOptions(compression="zstd")
+            with ipc.new_file(str(tmp), table.schema, options=opts) as w:
+                w.write_table(table)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise FrxError(f"cannot write {path}: {e.strerror or e}") from None
+
+    @staticmethod
+    def read_state(path: Path) -> pa.Table:
+        try:
+            with ipc.open_file(str(path)) as r:
+                return r.read_all()
+        except (OSError, pa.ArrowInvalid) as e:
+            raise FrxError(f"cannot read saved state {path}: {e}; use --restart") from None
+
+
+def _fault(shard: int, point: str) -> None:
+    """Test hook: FRX_FAULT="SHARD:POINT" kills this process with SIGKILL at that point."""
+    spec = os.environ.get("FRX_FAULT")
+    if spec and spec == f"{shard}:{point}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class ShardOutcome:
+    table: pa.Table
+    states: list[tuple[int, pa.Table]] = field(default_factory=list)
+    stats: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def process(stages: list[Stage], table: pa.Table, shard: Shard) -> ShardOutcome:
+    """Run every stage on one shard's table."""
+    t0 = time.perf_counter()
+    table = table.append_column(ROW, pa.array(np.arange(shard.offset, shard.offset + table.num_rows, dtype=np.int64)))
+    out = ShardOutcome(table)
+    for k, st in enumerate(stages):
+        s0 = time.perf_counter()
+        rows_in = table.num_rows
+        if st.stateful:
+            out.states.append((k, st.state_of(table)))
+        res = st.run(table)
+        table = res.table
+        out.stats.append({"rows_in": rows_in, "rows_out": table.num_rows, "dropped": res.dropped, "seconds": time.perf_counter() - s0})
+    out.table = table.drop_columns([ROW])
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def aggregate(plan: Plan, manifest: dict[str, Any], wall: float) -> dict[str, Any]:
+    done = manifest["done"]
+    stages = []
+    for k, st in enumerate(plan.stages):
+        rin = sum(d["stages"][k]["rows_in"] for d in done.values())
+        rout = sum(d["stages"][k]["rows_out"] for d in done.values())
+        secs = sum(d["stages"][k]["seconds"] for d in done.values())
+        drops: dict[str, int] = {}
+        for d in done.values():
+            for reason, n in d["stages"][k]["dropped"].items():
+                drops[reason] = drops.get(reason, 0) + n
+        stages.append({"stage": k + 1, "use": st.name, "rows_in": rin, "rows_out": rout, "dropped": drops,
+                       "seconds": round(secs, 4), "rows_per_s": round(rin / secs, 1) if secs > 0 else None})
+    shard_secs = sum(d["seconds"] for d in done.values())
+    stage_secs = sum(s["seconds"] for s in stages)
+    return {
+        "config_hash": manifest["config_hash"],
+        "shards": len(plan.shards),
+        "shards_done": len(done),
+        "rows_in": sum(d["rows_in"] for d in done.values()),
+        "rows_out": sum(d["rows_out"] for d in done.values()),
+        "stages": stages,
+        "shard_seconds": round(shard_secs, 4),
+        "stage_seconds": round(stage_secs, 4),
+        "engine_seconds": round(max(0.0, shard_secs - stage_secs), 4),
+        "wall_seconds_last_invocation": round(wall, 4),
+    }
+
+
+class _Progress:
+    """A rich progress display (rows/s and ETA per stage), or one log line per shard."""
+
+    def __init__(self, plan: Plan, quiet: bool, already: int):
+        self.quiet = quiet or not sys.stderr.isatty() and os.environ.get("FRX_PROGRESS") != "1"
+        self.plan = plan
+        self.progress = None
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>12}"), TimeRemainingColumn(), transient=False,
+            )
+            self.tasks = [self.progress.add_task("shards", total=len(plan.shards), completed=already, rate="")]
+            self.tasks += [self.progress.add_task(f"{k + 1}. {st.name}", total=plan.rows, rate="") for k, st in enumerate(plan.stages)]
+            self.rows = [0] * len(plan.stages)
+            self.secs = [0.0] * len(plan.stages)
+            self.progress.start()
+
+    def shard_done(self, shard: Shard, stats: list[dict[str, Any]], done: int) -> None:
+        if self.progress is None:
+            print(f"frx batch: shard {shard.index + 1}/{len(self.plan.shards)} done "
+                  f"({shard.rows:,} rows in, {stats[-1]['rows_out'] if stats else shard.rows:,} out)", file=sys.stderr)
+            return
+        self.progress.update(self.tasks[0], completed=done)
+        for k, s in enumerate(stats):
+            self.rows[k] += s["rows_in"]
+            self.secs[k] += s["seconds"]
+            rate = f"{self.rows[k] / self.secs[k]:,.0f} rows/s" if self.secs[k] > 0 else ""
+            self.progress.update(self.tasks[k + 1], advance=shard.rows, rate=rate)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def run_batch(plan: Plan, *, restart: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Run (or resume) a planned pipeline with the local executor; returns the stats."""
+    cfg = plan.cfg
+    rd = RunDir(plan.run_dir)
+    rd.create_and_lock()
+    try:
+        return _run_locked(plan, rd, restart=restart, quiet=quiet)
+    finally:
+        rd.unlock()
+
+
+def _resume_state(plan: Plan, rd: RunDir, restart: bool) -> dict[str, Any]:
+    h = plan.cfg.hash()
+    manifest = rd.load_manifest()
+    if manifest is not None and (restart or manifest.get("config_hash") != h):
+        if not restart:
+            raise FrxError(
+                f"run directory {rd.path} holds a run of a different config "
+                f"(hash {manifest.get('config_hash', '?')[:12]}, now {h[:12]}); use --restart to discard it"
+            )
+        rd.clear()
+        manifest = None
+    if manifest is None:
+        if restart:
+            rd.clear()
+        manifest = {"config_hash": h, "shards_total": len(plan.shards), "done": {}}
+        rd.save_json("config.json", {"config_hash": h, "config": plan.cfg.model_dump()})
+        rd.save_manifest(manifest)
+    return manifest
+
+
+def _run_locked(plan: Plan, rd: RunDir, *, restart: bool, quiet: bool) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    manifest = _resume_state(plan, rd, restart)
+    done = manifest["done"]
+    # Rebuild cross-shard state from the finished shards, in order.
+    for k, st in enumerate(plan.stages):
+        if st.stateful:
+            for i in sorted(int(x) for x in done):
+                st.replay(rd.read_state(rd.state_file(k, st.name, i)))
+    todo = [s for s in plan.shards if str(s.index) not in done]
+    if plan.stateful and todo and any(int(x) > todo[0].index for x in done):
+        raise FrxError(f"{rd.manifest_path}: finished shards are not a prefix; use --restart")
+    progress = _Progress(plan, quiet, len(done))
+    reader = ShardReader()
+    try:
+        for shard in todo:
+            table = reader.read(shard)
+            _fault(shard.index, "read")
+            out = process(plan.stages, table, shard)
+            _fault(shard.index, "stages")
+            for k, state in out.states:
+                rd.write_state(rd.state_file(k, plan.stages[k].name, shard.index), state)
+            _fault(shard.index, "state")
+            try:
+                write_parquet(out.table, rd.shard_file(shard.index))
+            except OSError as e:
+                raise FrxError(f"cannot write {rd.shard_file(shard.index)}: {e.strerror or e}") from None
+            _fault(shard.index, "data")
+            done[str(shard.index)] = {
+                "rows_in": shard.rows, "rows_out": out.table.num_rows, "seconds": out.seconds, "stages": out.stats,
+                "path": shard.path, "start": shard.start,
+            }
+            rd.save_manifest(manifest)
+            _fault(shard.index, "manifest")
+            progress.shard_done(shard, out.stats, len(done))
+    finally:
+        progress.close()
+    stats = aggregate(plan, manifest, time.perf_counter() - t_start)
+    stats["shards_computed_this_invocation"] = len(todo)
+    rd.save_json("stats.json", stats)
+    if len(done) == len(plan.shards):
+        (rd.path / "_SUCCESS").write_text("")
+    return stats
