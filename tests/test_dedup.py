@@ -194,20 +194,38 @@ def test_lsh_recall_and_precision_on_planted_duplicates():
 def test_index_across_batches_equals_one_shot():
     texts, _ = planted_corpus(500, seed=3)
     one = dd.near(texts)
-    idx = dd.NearIndex()
-    parts = [idx.add(texts[i : i + 97]) for i in range(0, len(texts), 97)]
-    batched = np.concatenate(parts)
-    # Final clusters are the same. Answers given per batch are not revised later, so a row can
-    # only be kept in batches and dropped in one shot when a later row bridged two clusters.
-    assert (idx.clusters() == one).all()
-    keep_one = one == np.arange(len(texts))
-    keep_batched = batched == np.arange(len(texts))
-    assert (keep_batched | ~keep_one).all()
-    # Each batch's answer is exactly the one-shot answer over everything up to that batch.
-    for k, part in enumerate(parts):
-        end = min(len(texts), (k + 1) * 97)
-        assert (part == dd.near(texts[:end])[k * 97 : end]).all()
-    assert len(idx) == len(texts)
+    whole = dd.NearIndex()
+    at_insert = whole.add(texts)
+    for size in (1, 7, 97, 400):
+        idx = dd.NearIndex()
+        batched = np.concatenate([idx.add(texts[i : i + size]) for i in range(0, len(texts), size)])
+        # Answers depend only on earlier rows: the same for every batch size.
+        assert (batched == at_insert).all(), size
+        assert (idx.clusters() == one).all()
+    assert len(whole) == len(texts)
+    # At insertion a row joins only earlier rows; later rows can bridge clusters, so a row can
+    # be kept at insertion and dropped in the final clustering, never the other way round.
+    keep_final = one == np.arange(len(texts))
+    keep_insert = at_insert == np.arange(len(texts))
+    assert (keep_insert | ~keep_final).all()
+    # Against brute force over all pairs (no LSH): a row LSH drops at insertion is connected
+    # to an earlier row through verified pairs among rows up to it (LSH can only miss pairs).
+    sig = whole.signatures(texts)
+    similar = (sig[:, None, :] == sig[None, :, :]).mean(axis=2) >= 0.7
+    parent = list(range(len(texts)))
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i in range(len(texts)):
+        for j in np.flatnonzero(similar[i, :i]):
+            a, b = find(i), find(int(j))
+            parent[max(a, b)] = min(a, b)
+        if not keep_insert[i]:
+            assert find(i) < i, i
 
 
 def test_query_against_reference_xstest():

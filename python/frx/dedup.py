@@ -118,11 +118,12 @@ class NearIndex:
         )
 
     def add(self, texts: Any) -> np.ndarray:
-        """Index ``texts``; return each new row's cluster id (int64) as it stands now.
+        """Index ``texts``; return, per new row, its cluster id at the moment it was added (int64).
 
-        A later batch can join two earlier clusters; answers already returned are not revised
-        (:meth:`clusters` gives the final view). For cross-shard dedup this is what you want: a
-        row is dropped iff it is a near-copy of something earlier.
+        A row is a near-duplicate of an earlier row iff its answer differs from its own id. The
+        answer for a row depends only on the rows added before it, so it is the same however the
+        rows are split into batches (shards). A later row can still bridge two earlier clusters:
+        :meth:`clusters` gives that final view, which :func:`near` returns.
         """
         return self._index.add(*buffers(texts))
 
@@ -147,9 +148,12 @@ def near(
 ) -> np.ndarray:
     """Near-duplicate cluster id of each row: the index of its cluster's first row (int64).
 
-    A row is kept iff its id equals its own index. See :class:`NearIndex` for the method.
+    A row is kept iff its id equals its own index. Clusters are the transitive closure of the
+    verified pairs over all rows. See :class:`NearIndex` for the method.
     """
-    return NearIndex(threshold, num_perm, ngram, seed).add(texts)
+    index = NearIndex(threshold, num_perm, ngram, seed)
+    index.add(texts)
+    return index.clusters()
 
 
 @dataclass
@@ -209,7 +213,8 @@ def dedup_table(
         if ref is not None:
             index.add(ref)
         survivors = np.flatnonzero(~(exact_dup | ref_hit))
-        ids = index.add(texts.take(pa.array(survivors, type=pa.int64())))
+        index.add(texts.take(pa.array(survivors, type=pa.int64())))
+        ids = index.clusters()[r:]
         hit = ids < r
         dropped = ~hit & (ids != np.arange(r, r + len(survivors)))
         rows = survivors[hit]

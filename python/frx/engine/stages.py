@@ -173,7 +173,12 @@ class DedupExact(Stage):
 
 @register
 class DedupNear(Stage):
-    """Drop near-duplicates (MinHash + LSH over word n-grams) of earlier rows, across all shards."""
+    """Drop near-duplicates (MinHash + LSH over word n-grams) of earlier rows, across all shards.
+
+    A row is dropped when, as it is read, it joins a cluster holding an earlier row (estimated
+    Jaccard >= threshold, transitively through rows read before it). This depends only on the
+    rows before it, so the result is the same for every shard size.
+    """
 
     name = "dedup_near"
     stateful = True

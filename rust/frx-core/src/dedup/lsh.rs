@@ -164,8 +164,11 @@ impl NearIndex {
         row(&self.sigs, self.params.num_perm, id)
     }
 
-    /// Adds a batch of rows and returns each new row's cluster id as it stands after the batch.
-    /// Earlier batches' answers are not revised; [`NearIndex::clusters`] gives the final view.
+    /// Adds a batch of rows and returns, for each new row, its cluster id at the moment it was
+    /// added: the smallest id it is joined to through rows added up to and including it. A row
+    /// is a near-duplicate of an earlier row iff its answer differs from its own id. Answers do
+    /// not depend on how rows are split into batches; a later row can still bridge two earlier
+    /// clusters, and [`NearIndex::clusters`] gives that final view.
     pub fn add(&mut self, col: &StrColumn<'_>) -> Result<Vec<i64>> {
         let n = col.len();
         let base = self.len();
@@ -186,9 +189,10 @@ impl NearIndex {
         self.indexed.resize(base + n, false);
 
         // Pass 1, in row order: rows with no tokens are similar to nothing and never indexed;
-        // a row whose whole signature equals an earlier row's joins it directly and is not
-        // indexed either (it could only find what that row finds).
+        // a row whose whole signature equals an earlier row's is that row's twin: it joins it
+        // and is not indexed (it could only find what that row finds).
         self.whole.reserve(n);
+        let mut twin_of: Vec<u32> = vec![NONE; n];
         let mut fresh: Vec<u32> = Vec::with_capacity(n);
         for (j, &wh) in whole.iter().enumerate() {
             let id = (base + j) as u32;
@@ -197,7 +201,7 @@ impl NearIndex {
                 continue;
             }
             match self.whole.get(&wh) {
-                Some(&twin) if row(&self.sigs, p, twin) == sig => self.uf.union(twin, id),
+                Some(&twin) if row(&self.sigs, p, twin) == sig => twin_of[j] = twin,
                 Some(_) => fresh.push(id),
                 None => {
                     self.whole.insert(wh, id);
@@ -206,20 +210,11 @@ impl NearIndex {
             }
         }
 
-        // Pass 2, band by band (one band's table stays in cache): every row meets the earlier
-        // rows in its bucket and joins those whose estimated Jaccard reaches the threshold.
-        // Clusters are the connected components of the verified pairs, so the order in which
-        // pairs are met does not change them.
-        let Self {
-            tables,
-            uf,
-            sigs,
-            indexed,
-            params,
-            ..
-        } = self;
+        // Pass 2, band by band (one band's table stays in cache): the candidate pairs, each
+        // row with the earlier rows sharing its bucket.
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
         let mut cands: Vec<u32> = Vec::new();
-        for (band, table) in tables.iter_mut().enumerate() {
+        for (band, table) in self.tables.iter_mut().enumerate() {
             let key_of = |id: u32| keys[(id as usize - base) * nb + band];
             for (k, &id) in fresh.iter().enumerate() {
                 if let Some(&ahead) = fresh.get(k + PREFETCH_ROWS) {
@@ -229,21 +224,38 @@ impl NearIndex {
                 cands.clear();
                 table.chain(key, &mut cands);
                 table.push(id, key);
-                for &c in &cands {
-                    if uf.find(c) != uf.find(id)
-                        && estimate_jaccard(row(sigs, p, c), row(sigs, p, id)) >= params.threshold
-                    {
-                        uf.union(c, id);
-                    }
-                }
+                pairs.extend(cands.iter().map(|&c| (id, c)));
             }
         }
         for &id in &fresh {
-            indexed[id as usize] = true;
+            self.indexed[id as usize] = true;
         }
-        Ok((base..base + n)
-            .map(|i| self.uf.find(i as u32) as i64)
-            .collect())
+        pairs.sort_unstable();
+        pairs.dedup();
+
+        // Pass 3, in row order: join each row to its verified earlier candidates, then read its
+        // cluster id. The answer for a row depends only on the rows before it, so it is the
+        // same however the rows are split into batches.
+        let threshold = self.params.threshold;
+        let mut answers = Vec::with_capacity(n);
+        let mut next_pair = 0;
+        for (j, &twin) in twin_of.iter().enumerate() {
+            let id = (base + j) as u32;
+            if twin != NONE {
+                self.uf.union(twin, id);
+            }
+            while next_pair < pairs.len() && pairs[next_pair].0 == id {
+                let c = pairs[next_pair].1;
+                next_pair += 1;
+                if self.uf.find(c) != self.uf.find(id)
+                    && estimate_jaccard(row(&self.sigs, p, c), row(&self.sigs, p, id)) >= threshold
+                {
+                    self.uf.union(c, id);
+                }
+            }
+            answers.push(self.uf.find(id) as i64);
+        }
+        Ok(answers)
     }
 
     /// Cluster id of every row added so far.
@@ -420,9 +432,12 @@ fn as_bytes(x: &[u32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<u8>(), std::mem::size_of_val(x)) }
 }
 
-/// Near-duplicate clusters of one column: each row's cluster id (the index of its first row).
+/// Near-duplicate clusters of one column: each row's cluster id (the index of its first row),
+/// after all rows are in (transitive closure over verified pairs).
 pub fn near(col: &StrColumn<'_>, params: NearParams) -> Result<Vec<i64>> {
-    NearIndex::new(params)?.add(col)
+    let mut index = NearIndex::new(params)?;
+    index.add(col)?;
+    Ok(index.clusters())
 }
 
 #[cfg(test)]
