@@ -167,7 +167,11 @@ def test_sigkill_then_resume_equals_uninterrupted(job, point):
     manifest = json.loads((run / "manifest.json").read_text())
     done = {int(k) for k in manifest["done"]}
     shard = int(point.split(":")[0])
-    assert done == set(range(shard + (point.endswith("manifest")))), done
+    # Writes overlap with the next shard's stages, so the manifest may lag one or two shards
+    # behind the kill point; it is always a prefix, and it includes the killed shard only if
+    # the kill came after its manifest entry.
+    assert done == set(range(len(done))), done
+    assert len(done) <= shard + 1 and (shard in done) == point.endswith("manifest"), done
     mtimes = {i: (run / "data" / f"part-{i:05d}.parquet").stat().st_mtime_ns for i in done}
     r2 = run_frx("batch", cfg)
     assert r2.returncode == 0, r2.stderr

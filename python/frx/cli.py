@@ -322,6 +322,8 @@ def batch(
     rows = [("shards", f"{stats['shards_done']}/{stats['shards']} ({stats['shards_computed_this_invocation']} computed now)"),
             ("rows in", stats["rows_in"]), ("rows out", stats["rows_out"])]
     for s in stats["stages"]:
+        if s["use"] in ("read", "write") and s["rows_in"] == 0:
+            continue
         drops = ", ".join(f"{r}: {n:,}" for r, n in s["dropped"].items() if n) or "no drops"
         rate = f"{s['rows_per_s']:,.0f} rows/s" if s["rows_per_s"] else "-"
         rows.append((f"{s['stage']}. {s['use']}", f"{s['rows_in']:,} → {s['rows_out']:,} ({drops}; {rate})"))

@@ -21,6 +21,8 @@ import shutil
 import signal
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,10 @@ from .shards import Shard, ShardReader, discover, plan
 from .stages import ROW, Stage, build_stage
 
 __all__ = ["Plan", "make_plan", "run_batch", "RunDir"]
+
+
+# Shards computed but not yet written that may wait in memory (bounds memory to a few shards).
+WRITE_QUEUE = 2
 
 
 @dataclass
@@ -217,18 +223,30 @@ def aggregate(plan: Plan, manifest: dict[str, Any], wall: float) -> dict[str, An
                 drops[reason] = drops.get(reason, 0) + n
         stages.append({"stage": k + 1, "use": st.name, "rows_in": rin, "rows_out": rout, "dropped": drops,
                        "seconds": round(secs, 4), "rows_per_s": round(rin / secs, 1) if secs > 0 else None})
+    rows_in = sum(d["rows_in"] for d in done.values())
+    rows_out = sum(d["rows_out"] for d in done.values())
+    read_s = sum(d.get("read_seconds", 0.0) for d in done.values())
+    write_s = sum(d.get("write_seconds", 0.0) for d in done.values())
+    stages = (
+        [{"stage": 0, "use": "read", "rows_in": rows_in, "rows_out": rows_in, "dropped": {}, "seconds": round(read_s, 4),
+          "rows_per_s": round(rows_in / read_s, 1) if read_s > 0 else None}]
+        + stages
+        + [{"stage": len(stages) + 1, "use": "write", "rows_in": rows_out, "rows_out": rows_out, "dropped": {},
+            "seconds": round(write_s, 4), "rows_per_s": round(rows_out / write_s, 1) if write_s > 0 else None}]
+    )
     shard_secs = sum(d["seconds"] for d in done.values())
-    stage_secs = sum(s["seconds"] for s in stages)
+    stage_secs = sum(s["seconds"] for s in stages[1:-1])
     return {
         "config_hash": manifest["config_hash"],
         "shards": len(plan.shards),
         "shards_done": len(done),
-        "rows_in": sum(d["rows_in"] for d in done.values()),
-        "rows_out": sum(d["rows_out"] for d in done.values()),
+        "rows_in": rows_in,
+        "rows_out": rows_out,
         "stages": stages,
         "shard_seconds": round(shard_secs, 4),
         "stage_seconds": round(stage_secs, 4),
-        "engine_seconds": round(max(0.0, shard_secs - stage_secs), 4),
+        "read_seconds": round(read_s, 4),
+        "write_seconds": round(write_s, 4),
         "wall_seconds_last_invocation": round(wall, 4),
     }
 
@@ -315,31 +333,74 @@ def _run_locked(plan: Plan, rd: RunDir, *, restart: bool, quiet: bool) -> dict[s
         raise FrxError(f"{rd.manifest_path}: finished shards are not a prefix; use --restart")
     progress = _Progress(plan, quiet, len(done))
     reader = ShardReader()
-    try:
-        for shard in todo:
-            table = reader.read(shard)
-            _fault(shard.index, "read")
-            out = process(plan.stages, table, shard)
-            _fault(shard.index, "stages")
-            for k, state in out.states:
-                rd.write_state(rd.state_file(k, plan.stages[k].name, shard.index), state)
-            _fault(shard.index, "state")
-            try:
-                write_parquet(out.table, rd.shard_file(shard.index))
-            except OSError as e:
-                raise FrxError(f"cannot write {rd.shard_file(shard.index)}: {e.strerror or e}") from None
-            _fault(shard.index, "data")
+
+    def read(shard: Shard) -> tuple[pa.Table, float]:
+        t0 = time.perf_counter()
+        table = reader.read(shard)
+        _fault(shard.index, "read")
+        return table, time.perf_counter() - t0
+
+    def write(shard: Shard, out: ShardOutcome) -> float:
+        t0 = time.perf_counter()
+        for k, state in out.states:
+            rd.write_state(rd.state_file(k, plan.stages[k].name, shard.index), state)
+        _fault(shard.index, "state")
+        try:
+            write_parquet(out.table, rd.shard_file(shard.index))
+        except OSError as e:
+            raise FrxError(f"cannot write {rd.shard_file(shard.index)}: {e.strerror or e}") from None
+        _fault(shard.index, "data")
+        return time.perf_counter() - t0
+
+    # Reading the next shard and writing the previous one overlap with the stages of the
+    # current one (pyarrow and the kernels release the GIL). Shards are committed to the
+    # manifest in order, each only after its files are written.
+    pending: deque[tuple[Shard, ShardOutcome, float, Future]] = deque()
+    waits = {"read": 0.0, "write": 0.0}  # time the main thread spent blocked on I/O
+
+    def commit(wait_all: bool) -> None:
+        """Commit written shards in order; wait when too many are queued (or at the end)."""
+        while pending:
+            if not (wait_all or pending[0][3].done() or len(pending) > WRITE_QUEUE):
+                return
+            shard, out, read_s, fut = pending.popleft()
+            w0 = time.perf_counter()
+            write_s = fut.result()
+            waits["write"] += time.perf_counter() - w0
             done[str(shard.index)] = {
-                "rows_in": shard.rows, "rows_out": out.table.num_rows, "seconds": out.seconds, "stages": out.stats,
+                "rows_in": shard.rows, "rows_out": out.table.num_rows, "seconds": out.seconds,
+                "read_seconds": read_s, "write_seconds": write_s, "stages": out.stats,
                 "path": shard.path, "start": shard.start,
             }
             rd.save_manifest(manifest)
             _fault(shard.index, "manifest")
             progress.shard_done(shard, out.stats, len(done))
-    finally:
-        progress.close()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="frx-read") as reads, ThreadPoolExecutor(
+        1, thread_name_prefix="frx-write"
+    ) as writes:
+        try:
+            ahead = reads.submit(read, todo[0]) if todo else None
+            for n, shard in enumerate(todo):
+                w0 = time.perf_counter()
+                table, read_s = ahead.result()
+                waits["read"] += time.perf_counter() - w0
+                ahead = reads.submit(read, todo[n + 1]) if n + 1 < len(todo) else None
+                out = process(plan.stages, table, shard)
+                _fault(shard.index, "stages")
+                pending.append((shard, out, read_s, writes.submit(write, shard, out)))
+                commit(wait_all=False)
+            commit(wait_all=True)
+        except BaseException:
+            for *_, fut in pending:
+                fut.cancel()
+            raise
+        finally:
+            progress.close()
     stats = aggregate(plan, manifest, time.perf_counter() - t_start)
     stats["shards_computed_this_invocation"] = len(todo)
+    stats["read_wait_seconds_last_invocation"] = round(waits["read"], 4)
+    stats["write_wait_seconds_last_invocation"] = round(waits["write"], 4)
     rd.save_json("stats.json", stats)
     if len(done) == len(plan.shards):
         (rd.path / "_SUCCESS").write_text("")
