@@ -288,13 +288,14 @@ class _Progress:
             self.progress.stop()
 
 
-def run_batch(plan: Plan, *, restart: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Run (or resume) a planned pipeline with the local executor; returns the stats."""
-    cfg = plan.cfg
+def run_batch(plan: Plan, *, restart: bool = False, quiet: bool = False, process_shard=None) -> dict[str, Any]:
+    """Run (or resume) a planned pipeline; returns the stats. ``process_shard(stages, table,
+    shard) -> ShardOutcome`` runs the stages on one shard: :func:`process` (the local
+    executor) unless an executor passes its own."""
     rd = RunDir(plan.run_dir)
     rd.create_and_lock()
     try:
-        return _run_locked(plan, rd, restart=restart, quiet=quiet)
+        return _run_locked(plan, rd, restart=restart, quiet=quiet, process_shard=process_shard or process)
     finally:
         rd.unlock()
 
@@ -319,7 +320,7 @@ def _resume_state(plan: Plan, rd: RunDir, restart: bool) -> dict[str, Any]:
     return manifest
 
 
-def _run_locked(plan: Plan, rd: RunDir, *, restart: bool, quiet: bool) -> dict[str, Any]:
+def _run_locked(plan: Plan, rd: RunDir, *, restart: bool, quiet: bool, process_shard) -> dict[str, Any]:
     t_start = time.perf_counter()
     manifest = _resume_state(plan, rd, restart)
     done = manifest["done"]
@@ -386,7 +387,7 @@ def _run_locked(plan: Plan, rd: RunDir, *, restart: bool, quiet: bool) -> dict[s
                 table, read_s = ahead.result()
                 waits["read"] += time.perf_counter() - w0
                 ahead = reads.submit(read, todo[n + 1]) if n + 1 < len(todo) else None
-                out = process(plan.stages, table, shard)
+                out = process_shard(plan.stages, table, shard)
                 _fault(shard.index, "stages")
                 pending.append((shard, out, read_s, writes.submit(write, shard, out)))
                 commit(wait_all=False)

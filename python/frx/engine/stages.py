@@ -312,10 +312,10 @@ class Filter(Stage):
         expr: str = Field(description="Expression over columns: == != < <= > >=, and/or/not, len(col), is_null(col).")
 
     def check(self, schema):
-        self.expression = compile_filter(self.p.expr, [n for n in schema.names if n != ROW])
+        compile_filter(self.p.expr, [n for n in schema.names if n != ROW])
 
     def run(self, table):
-        kept = table.filter(self.expression)
+        kept = table.filter(compile_filter(self.p.expr, table.column_names))
         return StageResult(kept, {f"filter: {self.p.expr}": table.num_rows - kept.num_rows})
 
 
