@@ -66,7 +66,6 @@ class OutputConfig(_Strict):
 class RunConfig(_Strict):
     executor: Literal["local", "ray"] = "local"
     seed: int = Field(0, ge=0, lt=2**63)
-    workers: int = Field(1, ge=1, le=256, description="Processes for pipelines without cross-shard stages (local).")
     address: str | None = Field(None, description="Ray cluster address (ray executor); default: start Ray locally.")
 
 
