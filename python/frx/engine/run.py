@@ -80,9 +80,11 @@ def make_plan(cfg: BatchConfig, base: Path) -> Plan:
     probe = schema.append(pa.field(ROW, pa.int64()))
     for st in stages:
         st.check(probe)
-        for c in st.adds():
-            if c not in probe.names:
-                probe = probe.append(pa.field(c, pa.bool_() if c.startswith("refusal_") else pa.large_string()))
+        for name, dtype in st.adds().items():
+            if name in probe.names:
+                probe = probe.set(probe.get_field_index(name), pa.field(name, dtype))
+            else:
+                probe = probe.append(pa.field(name, dtype))
     out = Path(cfg.output.path)
     run_dir = out if out.is_absolute() else base / out
     return Plan(cfg, base, files, shards, schema, stages, run_dir)

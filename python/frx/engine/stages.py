@@ -54,8 +54,9 @@ class Stage:
     def reads(self) -> list[str]:
         return []
 
-    def adds(self) -> list[str]:
-        return []
+    def adds(self) -> dict[str, pa.DataType]:
+        """Columns this stage adds (or replaces), with their types."""
+        return {}
 
     def check(self, schema: pa.Schema) -> None:
         """Fail early (before any shard runs) if a needed column is missing or not text."""
@@ -123,7 +124,7 @@ class Normalize(Stage):
         return [self.p.column]
 
     def adds(self):
-        return [self.p.into] if self.p.into else []
+        return {self.p.into: pa.large_string()} if self.p.into else {}
 
     def check(self, schema):
         _text_check(self, schema, self.p.column)
@@ -235,7 +236,7 @@ class RefusalMatch(Stage):
         return [self.p.column]
 
     def adds(self):
-        return ["refusal_hit", "refusal_first_sentence"]
+        return {"refusal_hit": pa.bool_(), "refusal_first_sentence": pa.bool_()}
 
     def check(self, schema):
         _text_check(self, schema, self.p.column)
