@@ -183,6 +183,44 @@ def refusal(
     )
 
 
+@app.command()
+@user_errors
+def judge(
+    input: Annotated[Path, typer.Argument(help="Parquet, JSONL or CSV file with model responses.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+    response_column: Annotated[str, typer.Option(help="Column holding the responses.")] = "response",
+    finish_reason_column: Annotated[
+        Optional[str], typer.Option(help="Column with the provider's finish/stop reason (content_filter → refusal).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Label each response full_compliance, safe_partial_compliance, direct_refusal or undetermined.
+
+    Keeps every input row and column in order and adds label, label_source (api or pattern), evidence and confidence. The pattern judge is position-aware: an opening refusal, a refusal followed by real help, sympathy, quoted refusals and caveats inside an answer are told apart. Null responses are labelled undetermined, never dropped.
+    """
+    from .io import check_output, read_table, write_parquet
+    from .judge import LABELS
+    from .judge import judge as run_judge
+
+    check_output(out, overwrite=overwrite, inputs=(input,))
+    table = read_table(input)
+    _string_column(table, response_column, input)
+    reasons = None
+    if finish_reason_column is not None:
+        _string_column(table, finish_reason_column, input)
+        reasons = table.column(finish_reason_column)
+    verdict = run_judge(table.column(response_column), reasons)
+    for name in verdict.column_names:
+        if name in table.column_names:
+            table = table.drop_columns([name])
+        table = table.append_column(name, verdict.column(name))
+    write_parquet(table, out)
+    counts = {k: 0 for k in LABELS}
+    for label in verdict.column("label").to_pylist():
+        counts[label] += 1
+    _summary(f"frx judge → {out}", [("rows", table.num_rows)] + [(k.replace("_", " "), v) for k, v in counts.items()])
+
+
 class GraphMode(str, Enum):
     walks = "walks"
     subgraphs = "subgraphs"

@@ -250,6 +250,39 @@ class RefusalMatch(Stage):
         return StageResult(table)
 
 
+@register
+class Judge(Stage):
+    """Label responses (full_compliance, safe_partial_compliance, direct_refusal, undetermined);
+    adds label, label_source, evidence, confidence. See frx.judge."""
+
+    name = "judge"
+
+    class Params(Params):
+        column: str = Field("response", description="Column holding the responses.")
+        finish_reason_column: str | None = Field(None, description="Provider finish/stop reason column.")
+
+    def reads(self):
+        return [self.p.column] + ([self.p.finish_reason_column] if self.p.finish_reason_column else [])
+
+    def adds(self):
+        return {"label": pa.string(), "label_source": pa.string(), "evidence": pa.string(), "confidence": pa.float32()}
+
+    def check(self, schema):
+        for c in self.reads():
+            _text_check(self, schema, c)
+
+    def run(self, table):
+        from ..judge import judge
+
+        reasons = table.column(self.p.finish_reason_column) if self.p.finish_reason_column else None
+        verdict = judge(table.column(self.p.column), reasons)
+        for name in verdict.column_names:
+            if name in table.column_names:
+                table = table.drop_columns([name])
+            table = table.append_column(name, verdict.column(name))
+        return StageResult(table)
+
+
 _CMP = {ast.Eq: "__eq__", ast.NotEq: "__ne__", ast.Lt: "__lt__", ast.LtE: "__le__", ast.Gt: "__gt__", ast.GtE: "__ge__"}
 
 
