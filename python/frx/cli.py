@@ -221,6 +221,36 @@ def judge(
     _summary(f"frx judge → {out}", [("rows", table.num_rows)] + [(k.replace("_", " "), v) for k, v in counts.items()])
 
 
+@app.command()
+@user_errors
+def metrics(
+    judged: Annotated[Path, typer.Argument(help="Judged responses (Parquet, JSONL or CSV) with a label column.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    by: Annotated[Optional[str], typer.Option(help="Also break down by this column (e.g. category).")] = None,
+    prompt_label_column: Annotated[str, typer.Option(help="Column saying whether the prompt is benign or toxic (absent: all benign).")] = "label_prompt",
+    model_column: Annotated[str, typer.Option(help="Column naming the model (absent: one model).")] = "model",
+    label_column: Annotated[str, typer.Option(help="Column with the judge's label.")] = "label",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing report files.")] = False,
+) -> None:
+    """Compliance rate, useful safety rate (benign and toxic), refusal rate and undetermined counts per model (and category), each with a 95% Wilson interval.
+
+    Writes metrics.parquet, metrics.md, report.html (self-contained) and PNG plots (per-category compliance; over-refusal on benign vs safety on toxic when both exist).
+    """
+    from .io import read_table
+    from .metrics import compute_metrics
+    from .report import write_report
+
+    if out.exists() and not out.is_dir():
+        raise FrxError(f"output {out} exists and is not a directory")
+    if (out / "metrics.parquet").exists() and not overwrite:
+        raise FrxError(f"output {out} already holds a report (use --overwrite to replace it)")
+    table = read_table(judged)
+    m = compute_metrics(table, label_column=label_column, model_column=model_column, by=by, prompt_label_column=prompt_label_column)
+    files = write_report(m, out)
+    print((out / "metrics.md").read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
 class GraphMode(str, Enum):
     walks = "walks"
     subgraphs = "subgraphs"

@@ -1,0 +1,69 @@
+"""Metrics with Wilson intervals, against hand counts and known interval values."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from frx.errors import FrxError
+from frx.metrics import compute_metrics, wilson
+
+from conftest import run_frx, shared
+
+
+def test_wilson_known_values():
+    lo, hi = wilson(8, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
+    assert wilson(0, 10)[0] == 0.0 and round(wilson(0, 10)[1], 4) == 0.2775
+    assert round(wilson(10, 10)[0], 4) == 0.7225 and round(wilson(10, 10)[1], 12) == 1.0
+    assert all(math.isnan(x) for x in wilson(0, 0))
+
+
+def test_metrics_match_hand_counts():
+    labels = ["full_compliance"] * 6 + ["safe_partial_compliance"] * 2 + ["direct_refusal"] * 2 + ["undetermined"] \
+        + ["direct_refusal"] * 3 + ["safe_partial_compliance"] + ["full_compliance"]
+    plabel = ["benign"] * 11 + ["toxic"] * 5
+    cat = ["a", "b"] * 8
+    t = pa.table({"label": labels, "label_prompt": plabel, "category": cat, "model": ["m1"] * 16})
+    rows = {(r["category"], r["metric"]): r for r in compute_metrics(t, by="category").to_pylist()}
+    r = rows[("all", "compliance_rate")]
+    assert (r["successes"], r["n"], r["undetermined"]) == (6, 10, 1) and r["value"] == 0.6
+    assert rows[("all", "usr_benign")]["successes"] == 8
+    assert rows[("all", "refusal_rate")]["successes"] == 2
+    r = rows[("all", "usr_toxic")]
+    assert (r["successes"], r["n"]) == (4, 5)
+    assert (r["ci_low"], r["ci_high"]) == wilson(4, 5)
+    assert rows[("a", "compliance_rate")]["n"] + rows[("b", "compliance_rate")]["n"] == 10
+
+
+def test_bad_tables():
+    with pytest.raises(FrxError, match="column 'label' not found"):
+        compute_metrics(pa.table({"x": [1]}))
+    with pytest.raises(FrxError, match="expected one of"):
+        compute_metrics(pa.table({"label": ["maybe"]}))
+    with pytest.raises(FrxError, match="benign or toxic"):
+        compute_metrics(pa.table({"label": ["full_compliance"], "label_prompt": ["spicy"]}))
+
+
+def test_cli_writes_every_artifact(tmp_path):
+    judged = tmp_path / "judged.parquet"
+    r = run_frx("judge", shared("xstest", "completions_v2_llama2orig.csv"), "--out", judged, "--response-column", "completion")
+    assert r.returncode == 0, r.stderr
+    t = pq.read_table(judged)
+    t = t.append_column("label_prompt", pa.array(["toxic" if x.startswith("contrast") else "benign" for x in t.column("type").to_pylist()]))
+    t = t.append_column("model", pa.array(["llama2"] * t.num_rows))
+    pq.write_table(t, judged)
+    out = tmp_path / "report"
+    r = run_frx("metrics", judged, "--out", out, "--by", "type")
+    assert r.returncode == 0, r.stderr
+    for name in ("metrics.parquet", "metrics.md", "report.html", "compliance_by_category.png", "overrefusal_vs_safety.png"):
+        assert (out / name).stat().st_size > 0, name
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "llama2" in html
+    m = pq.read_table(out / "metrics.parquet")
+    assert set(m.column("metric").to_pylist()) == {"compliance_rate", "usr_benign", "refusal_rate", "usr_toxic"}
+    again = run_frx("metrics", judged, "--out", out)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
