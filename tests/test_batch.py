@@ -125,7 +125,7 @@ def test_batch_equals_whole_table_reference(job):
 
 
 def test_shard_size_does_not_change_results(tmp_path):
-    src = make_input(tmp_path)
+    make_input(tmp_path)
     outs = []
     for rows in (7, 1000, 100000):
         cfg = write_config(tmp_path, shard_rows=rows, stages='''

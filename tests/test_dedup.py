@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import unicodedata
 
 import numpy as np
 import pyarrow as pa
