@@ -349,3 +349,51 @@ def test_jsonl_and_csv_inputs(tmp_path):
     assert r.returncode == 0, r.stderr
     out = read_run(tmp_path / "runs" / "demo")
     assert out.column("prompt").to_pylist() == reference(src).column("prompt").to_pylist()
+
+
+POOL_STAGES = '''
+[[stage]]
+use = "normalize"
+column = "prompt"
+into = "prompt_norm"
+
+[[stage]]
+use = "judge"
+column = "response"
+
+[[stage]]
+use = "filter"
+expr = "len(prompt) > 40"
+
+[[stage]]
+use = "dedup_near"
+column = "prompt"
+
+[[stage]]
+use = "sample"
+fraction = 0.8
+'''
+
+
+def test_worker_processes_give_identical_results_and_resume(tmp_path):
+    make_input(tmp_path)
+    cfg = write_config(tmp_path, stages=POOL_STAGES)
+    run = tmp_path / "runs" / "demo"
+    assert run_frx("batch", cfg, "-q").returncode == 0
+    one = read_run(run)
+    one_stats = json.loads((run / "stats.json").read_text())["stages"]
+    r = run_frx("batch", cfg, "-q", "--restart", "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert read_run(run).equals(one)
+    two_stats = json.loads((run / "stats.json").read_text())["stages"]
+    assert [(s["rows_in"], s["rows_out"], s["dropped"]) for s in one_stats] == [
+        (s["rows_in"], s["rows_out"], s["dropped"]) for s in two_stats
+    ]
+    env = dict(os.environ, FRX_FAULT="3:manifest")
+    p = subprocess.run([sys.executable, "-m", "frx", "batch", str(cfg), "-q", "--restart", "--workers", "2"],
+                       env=env, capture_output=True)
+    assert p.returncode == -signal.SIGKILL
+    r = run_frx("batch", cfg, "-q", "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run / "stats.json").read_text())["shards_computed_this_invocation"] == N // SHARD - 4
+    assert read_run(run).equals(one)

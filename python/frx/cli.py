@@ -353,6 +353,7 @@ def batch(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars: one log line per shard.")] = False,
     executor: Annotated[Optional[str], typer.Option(help="local or ray (overrides [run] executor).")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray); default: a local Ray.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes for the local executor (overrides [run] workers).")] = None,
 ) -> None:
     """Run a pipeline of stages over sharded Parquet/JSONL/CSV data: resumable, bounded memory.
 
@@ -371,6 +372,8 @@ def batch(
         overrides.append(f'run.executor="{executor}"')
     if address is not None:
         overrides.append(f'run.address="{address}"')
+    if workers is not None:
+        overrides.append(f"run.workers={workers}")
     cfg, base = load_config(config, overrides)
     plan = make_plan(cfg, base)
     if dry_run:

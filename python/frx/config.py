@@ -66,6 +66,11 @@ class OutputConfig(_Strict):
 class RunConfig(_Strict):
     executor: Literal["local", "ray"] = "local"
     seed: int = Field(0, ge=0, lt=2**63)
+    workers: int = Field(
+        1, ge=1, le=256,
+        description="Local executor: worker processes that read shards and run the stages before the first "
+        "cross-shard stage, a few shards ahead (1 = all in this process).",
+    )
     address: str | None = Field(None, description="Ray cluster address (ray executor); default: start Ray locally.")
 
 

@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,12 +194,20 @@ class ShardOutcome:
     seconds: float = 0.0
 
 
-def process(stages: list[Stage], table: pa.Table, shard: Shard) -> ShardOutcome:
-    """Run every stage on one shard's table."""
+def process(
+    stages: list[Stage], table: pa.Table, shard: Shard, *, start: int = 0, stop: int | None = None,
+    prior: list[dict[str, Any]] | None = None, keep_row: bool = False,
+) -> ShardOutcome:
+    """Run stages ``start:stop`` on one shard's table. At ``start == 0`` the table is as read
+    and gets its ``__frx_row`` column; the column is dropped after the last stage unless
+    ``keep_row`` (more stages will run elsewhere)."""
+    stop = len(stages) if stop is None else stop
     t0 = time.perf_counter()
-    table = table.append_column(ROW, pa.array(np.arange(shard.offset, shard.offset + table.num_rows, dtype=np.int64)))
-    out = ShardOutcome(table)
-    for k, st in enumerate(stages):
+    if start == 0:
+        table = table.append_column(ROW, pa.array(np.arange(shard.offset, shard.offset + table.num_rows, dtype=np.int64)))
+    out = ShardOutcome(table, stats=list(prior or []))
+    for k in range(start, stop):
+        st = stages[k]
         s0 = time.perf_counter()
         rows_in = table.num_rows
         if st.stateful:
@@ -207,9 +215,46 @@ def process(stages: list[Stage], table: pa.Table, shard: Shard) -> ShardOutcome:
         res = st.run(table)
         table = res.table
         out.stats.append({"rows_in": rows_in, "rows_out": table.num_rows, "dropped": res.dropped, "seconds": time.perf_counter() - s0})
-    out.table = table.drop_columns([ROW])
+    out.table = table if keep_row or stop < len(stages) else table.drop_columns([ROW])
     out.seconds = time.perf_counter() - t0
     return out
+
+
+# ---- worker processes: read + the stateless stages before the first cross-shard stage ----------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when the frx process dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_init(cfg_json: str, base: str, upto: int) -> None:
+    _die_with_parent()
+    cfg = BatchConfig.model_validate_json(cfg_json)
+    _WORKER["stages"] = make_stages(cfg, Path(base))[:upto]
+    _WORKER["reader"] = ShardReader()
+
+
+def _worker_run(shard: Shard) -> tuple[bytes, list[dict[str, Any]], float, float]:
+    t0 = time.perf_counter()
+    table = _WORKER["reader"].read(shard)
+    _fault(shard.index, "read")
+    read_s = time.perf_counter() - t0
+    stages = _WORKER["stages"]
+    out = process(stages, table, shard, keep_row=True)
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, out.table.schema) as w:
+        w.write_table(out.table)
+    return sink.getvalue().to_pybytes(), out.stats, read_s, out.seconds
 
 
 def aggregate(plan: Plan, manifest: dict[str, Any], wall: float) -> dict[str, Any]:
@@ -379,23 +424,47 @@ def _run_locked(plan: Plan, rd: RunDir, *, restart: bool, quiet: bool, process_s
             _fault(shard.index, "manifest")
             progress.shard_done(shard, out.stats, len(done))
 
-    with ThreadPoolExecutor(1, thread_name_prefix="frx-read") as reads, ThreadPoolExecutor(
-        1, thread_name_prefix="frx-write"
-    ) as writes:
+    # Where shards come from: a read-ahead thread, or (run.workers > 1) worker processes that
+    # also run the stateless stages before the first cross-shard stage, a few shards ahead.
+    first_stateful = next((k for k, st in enumerate(plan.stages) if st.stateful), len(plan.stages))
+    use_pool = plan.cfg.run.workers > 1 and first_stateful > 0 and process_shard is process and len(todo) > 1
+    if use_pool:
+        import multiprocessing
+
+        source = ProcessPoolExecutor(
+            plan.cfg.run.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init, initargs=(plan.cfg.model_dump_json(), str(plan.base), first_stateful),
+        )
+        submit = lambda shard: source.submit(_worker_run, shard)  # noqa: E731
+        depth = plan.cfg.run.workers + 1
+    else:
+        source = ThreadPoolExecutor(1, thread_name_prefix="frx-read")
+        submit = lambda shard: source.submit(read, shard)  # noqa: E731
+        depth = 1
+
+    with source, ThreadPoolExecutor(1, thread_name_prefix="frx-write") as writes:
         try:
-            ahead = reads.submit(read, todo[0]) if todo else None
+            ahead = deque(submit(s) for s in todo[:depth])
             for n, shard in enumerate(todo):
                 w0 = time.perf_counter()
-                table, read_s = ahead.result()
+                got = ahead.popleft().result()
                 waits["read"] += time.perf_counter() - w0
-                ahead = reads.submit(read, todo[n + 1]) if n + 1 < len(todo) else None
-                out = process_shard(plan.stages, table, shard)
+                if n + depth < len(todo):
+                    ahead.append(submit(todo[n + depth]))
+                if use_pool:
+                    blob, prior, read_s, prior_s = got
+                    table = ipc.open_stream(pa.py_buffer(blob)).read_all()
+                    out = process(plan.stages, table, shard, start=first_stateful, prior=prior)
+                    out.seconds += prior_s
+                else:
+                    table, read_s = got
+                    out = process_shard(plan.stages, table, shard)
                 _fault(shard.index, "stages")
                 pending.append((shard, out, read_s, writes.submit(write, shard, out)))
                 commit(wait_all=False)
             commit(wait_all=True)
         except BaseException:
-            for *_, fut in pending:
+            for fut in list(ahead) + [p[3] for p in pending]:
                 fut.cancel()
             raise
         finally:
