@@ -13,6 +13,7 @@ import pyarrow as pa
 import typer
 
 from . import __version__
+from .columns import put_columns
 from .errors import FrxError
 
 app = typer.Typer(
@@ -170,12 +171,7 @@ def refusal(
     table = read_table(input)
     _string_column(table, column, input)
     hit, opening = matcher.flags(table.column(column))
-    for name in ("refusal_hit", "refusal_first_sentence"):
-        if name in table.column_names:
-            table = table.drop_columns([name])
-    table = table.append_column("refusal_hit", pa.array(hit)).append_column(
-        "refusal_first_sentence", pa.array(opening)
-    )
+    table = put_columns(table, {"refusal_hit": hit, "refusal_first_sentence": opening})
     write_parquet(table, out)
     _summary(
         f"frx refusal → {out}",
@@ -210,10 +206,7 @@ def judge(
         _string_column(table, finish_reason_column, input)
         reasons = table.column(finish_reason_column)
     verdict = run_judge(table.column(response_column), reasons)
-    for name in verdict.column_names:
-        if name in table.column_names:
-            table = table.drop_columns([name])
-        table = table.append_column(name, verdict.column(name))
+    table = put_columns(table, {name: verdict.column(name) for name in verdict.column_names})
     write_parquet(table, out)
     counts = {k: 0 for k in LABELS}
     for label in verdict.column("label").to_pylist():

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from .errors import FrxError
 
-__all__ = ["Buffers", "to_string_array", "buffers", "to_int64"]
+__all__ = ["Buffers", "to_string_array", "buffers", "to_int64", "put_columns"]
 
 
 class Buffers(NamedTuple):
@@ -109,3 +109,12 @@ def to_int64(values: Any, what: str) -> np.ndarray:
     if arr.size and arr.dtype.kind not in "iu":
         raise FrxError(f"{what}: expected integers, got {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def put_columns(table: pa.Table, columns: dict[str, Any]) -> pa.Table:
+    """``table`` with each of ``columns`` appended, replacing a column of the same name."""
+    for name, values in columns.items():
+        if name in table.column_names:
+            table = table.drop_columns([name])
+        table = table.append_column(name, values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values))
+    return table

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..columns import put_columns
 from ..errors import FrxError
 
 ROW = "__frx_row"
@@ -139,19 +140,12 @@ class Normalize(Stage):
         return StageResult(table.append_column(name, col))
 
 
-@register
-class DedupExact(Stage):
-    """Drop rows whose normalised text equals an earlier row's, across all shards."""
+class _CrossShardDedup(Stage):
+    """Shared by the dedup stages: an index that sees every row of every shard, in order; a row
+    is dropped when the index says it repeats an earlier one. Its state is the column it saw."""
 
-    name = "dedup_exact"
     stateful = True
-    Params = _ColumnParams
-
-    def __init__(self, params, seed, base_dir):
-        super().__init__(params, seed, base_dir)
-        from ..dedup import ExactIndex
-
-        self.index = ExactIndex()
+    reason: ClassVar[str]
 
     def reads(self):
         return [self.p.column]
@@ -163,7 +157,7 @@ class DedupExact(Stage):
         base = len(self.index)
         ids = self.index.add(table.column(self.p.column))
         keep = ids == np.arange(base, base + len(ids))
-        return StageResult(table.filter(pa.array(keep)), {"exact duplicate": int((~keep).sum())})
+        return StageResult(table.filter(pa.array(keep)), {self.reason: int((~keep).sum())})
 
     def state_of(self, table):
         return table.select([self.p.column])
@@ -173,7 +167,22 @@ class DedupExact(Stage):
 
 
 @register
-class DedupNear(Stage):
+class DedupExact(_CrossShardDedup):
+    """Drop rows whose normalised text equals an earlier row's, across all shards."""
+
+    name = "dedup_exact"
+    reason = "exact duplicate"
+    Params = _ColumnParams
+
+    def __init__(self, params, seed, base_dir):
+        super().__init__(params, seed, base_dir)
+        from ..dedup import ExactIndex
+
+        self.index = ExactIndex()
+
+
+@register
+class DedupNear(_CrossShardDedup):
     """Drop near-duplicates (MinHash + LSH over word n-grams) of earlier rows, across all shards.
 
     A row is dropped when, as it is read, it joins a cluster holding an earlier row (estimated
@@ -182,7 +191,7 @@ class DedupNear(Stage):
     """
 
     name = "dedup_near"
-    stateful = True
+    reason = "near duplicate"
 
     class Params(_ColumnParams):
         threshold: float = Field(0.7, gt=0, le=1, description="Estimated Jaccard similarity to call two rows near-duplicates.")
@@ -196,24 +205,6 @@ class DedupNear(Stage):
 
         p = self.p
         self.index = NearIndex(p.threshold, p.num_perm, p.ngram, seed if p.seed is None else p.seed)
-
-    def reads(self):
-        return [self.p.column]
-
-    def check(self, schema):
-        _text_check(self, schema, self.p.column)
-
-    def run(self, table):
-        base = len(self.index)
-        ids = self.index.add(table.column(self.p.column))
-        keep = ids == np.arange(base, base + len(ids))
-        return StageResult(table.filter(pa.array(keep)), {"near duplicate": int((~keep).sum())})
-
-    def state_of(self, table):
-        return table.select([self.p.column])
-
-    def replay(self, state):
-        self.index.add(state.column(self.p.column))
 
 
 @register
@@ -243,11 +234,7 @@ class RefusalMatch(Stage):
 
     def run(self, table):
         hit, opening = self.matcher.flags(table.column(self.p.column))
-        for name, values in (("refusal_hit", hit), ("refusal_first_sentence", opening)):
-            if name in table.column_names:
-                table = table.drop_columns([name])
-            table = table.append_column(name, pa.array(values))
-        return StageResult(table)
+        return StageResult(put_columns(table, {"refusal_hit": hit, "refusal_first_sentence": opening}))
 
 
 @register
@@ -276,11 +263,7 @@ class Judge(Stage):
 
         reasons = table.column(self.p.finish_reason_column) if self.p.finish_reason_column else None
         verdict = judge(table.column(self.p.column), reasons)
-        for name in verdict.column_names:
-            if name in table.column_names:
-                table = table.drop_columns([name])
-            table = table.append_column(name, verdict.column(name))
-        return StageResult(table)
+        return StageResult(put_columns(table, {name: verdict.column(name) for name in verdict.column_names}))
 
 
 _CMP = {ast.Eq: "__eq__", ast.NotEq: "__ne__", ast.Lt: "__lt__", ast.LtE: "__le__", ast.Gt: "__gt__", ast.GtE: "__ge__"}
