@@ -14,8 +14,8 @@ The cascade, cheapest first:
    speech; sympathy ("I'm sorry to hear that") and "As an AI, …" followed by a real answer are
    not refusals. No refusal phrase at all → full compliance.
 
-Every decision carries a confidence in [0, 1]; later steps of the cascade (a learned model, an
-LLM judge) take over the low-confidence rows.
+Every decision carries a confidence in [0, 1], so that later steps of the cascade (a learned
+model, an LLM judge — not built yet) can take over the low-confidence rows.
 """
 
 from __future__ import annotations
