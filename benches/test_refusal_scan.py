@@ -26,6 +26,17 @@ def data(response_corpus):
     return texts, encoded, arr, sum(map(len, encoded))
 
 
+@pytest.fixture(scope="module")
+def hyperscan_db():
+    """The lexicon compiled for Hyperscan: caseless, UTF-8, both apostrophe spellings."""
+    hyperscan = pytest.importorskip("hyperscan")
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    exprs = [re.escape(p).replace("\\'", "['\u2019]").encode() for p in PHRASES]
+    flags = [hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8] * len(exprs)
+    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+    return db
+
+
 @pytest.mark.benchmark(group="refusal scan")
 def test_frx_scan(benchmark, data):
     texts, _, arr, nbytes = data
@@ -43,13 +54,9 @@ def test_frx_any(benchmark, data):
 
 
 @pytest.mark.benchmark(group="refusal scan")
-def test_hyperscan_rows(benchmark, data):
-    hyperscan = pytest.importorskip("hyperscan")
+def test_hyperscan_rows(benchmark, data, hyperscan_db):
     texts, encoded, _, nbytes = data
-    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    exprs = [re.escape(p).replace("\\'", "['\u2019]").encode() for p in PHRASES]
-    flags = [hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8] * len(exprs)
-    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+    db = hyperscan_db
     hits: list = []
 
     def on_match(pid, start, end, flags, ctx):
@@ -67,13 +74,9 @@ def test_hyperscan_rows(benchmark, data):
 
 
 @pytest.mark.benchmark(group="refusal scan")
-def test_hyperscan_one_buffer(benchmark, data):
-    hyperscan = pytest.importorskip("hyperscan")
+def test_hyperscan_one_buffer(benchmark, data, hyperscan_db):
     texts, encoded, _, nbytes = data
-    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    exprs = [re.escape(p).replace("\\'", "['\u2019]").encode() for p in PHRASES]
-    flags = [hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8] * len(exprs)
-    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+    db = hyperscan_db
     blob = b"\n".join(encoded)
     count = [0]
 
