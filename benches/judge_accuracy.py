@@ -5,7 +5,12 @@
 For each labelled file (responses of one model) and for all rows together: binary accuracy
 (refusal = direct or partial), recall on partial refusals, 3-way accuracy and macro-F1; beside
 frx, a plain prefix baseline on the same rows (a response is a refusal if it starts with one of
-frx's lexicon phrases). The pattern judge has no training step, so every file is "unseen".
+frx's lexicon phrases).
+
+The pattern judge has no training step, so every file is "unseen" to it. The learned step is
+evaluated leave-one-out, never on rows it was trained on: "leave one family out" trains on the
+other model family's files (GPT-4 ↔ Llama-2) — the honest figure for a model frx has not seen;
+"leave one file out" trains on the other three files (same family, other prompts or version).
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from pathlib import Path
 
 import pyarrow.csv as pacsv
 
-from frx.judge import judge
+import pyarrow as pa
+
+from frx.classifier import Classifier
+from frx.judge import _judge_patterns, judge
 from frx.refusal import load_lexicon
 
 MAP = {"1_full_compliance": "full_compliance", "2_full_refusal": "direct_refusal", "3_partial_refusal": "safe_partial_compliance"}
@@ -54,6 +62,23 @@ def prefix_baseline(texts: list[str]) -> list[str]:
     return out
 
 
+def family(name: str) -> str:
+    return "gpt4" if "gpt4" in name else "llama2"
+
+
+def learned_leave_one_out(tables: dict[str, pa.Table], fold) -> dict[str, list[str]]:
+    """Labels from the learned mode for each file, trained without the rows of its fold."""
+    out = {}
+    for hold in sorted({fold(k) for k in tables}):
+        train = pa.concat_tables([t for k, t in tables.items() if fold(k) != hold])
+        pattern = _judge_patterns(train.column("completion"))
+        clf = Classifier.fit(train.column("completion"), pattern, train.column("final_label").to_pylist())
+        for k, t in tables.items():
+            if fold(k) == hold:
+                out[k] = judge(t.column("completion"), mode="learned", classifier=clf).column("label").to_pylist()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest")
@@ -61,22 +86,23 @@ def main() -> None:
     files = sorted(args.data.glob("completions_*.csv"))
     if not files:
         sys.exit(f"no completions_*.csv under {args.data}")
-    rows, all_gold, all_frx, all_base = [], [], [], []
-    for f in files:
-        t = pacsv.read_csv(f)
-        gold = [MAP[x] for x in t.column("final_label").to_pylist()]
-        texts = t.column("completion").to_pylist()
-        frx = judge(t.column("completion")).column("label").to_pylist()
-        base = prefix_baseline(texts)
-        rows.append({"file": f.name, "frx": scores(gold, frx), "prefix baseline": scores(gold, base)})
-        all_gold += gold
-        all_frx += frx
-        all_base += base
-    rows.append({"file": "all", "frx": scores(all_gold, all_frx), "prefix baseline": scores(all_gold, all_base)})
+    tables = {f.name: pacsv.read_csv(f) for f in files}
+    preds: dict[str, dict[str, list[str]]] = {
+        "prefix baseline": {k: prefix_baseline(t.column("completion").to_pylist()) for k, t in tables.items()},
+        "frx pattern": {k: judge(t.column("completion")).column("label").to_pylist() for k, t in tables.items()},
+        "frx learned, leave one family out": learned_leave_one_out(tables, family),
+        "frx learned, leave one file out": learned_leave_one_out(tables, lambda k: k),
+    }
+    gold = {k: [MAP[x] for x in t.column("final_label").to_pylist()] for k, t in tables.items()}
+    rows = []
+    for k in list(tables) + ["all"]:
+        keys = list(tables) if k == "all" else [k]
+        g = [x for kk in keys for x in gold[kk]]
+        rows.append({"file": k, **{m: scores(g, [x for kk in keys for x in p[kk]]) for m, p in preds.items()}})
     print("| responses | method | rows | binary acc. | partial recall | 3-way acc. | macro-F1 |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        for m in ("frx", "prefix baseline"):
+        for m in preds:
             s = r[m]
             pr = "–" if s["partial_recall"] is None else f"{s['partial_recall']:.2f} ({s['partial_rows']})"
             print(f"| {r['file']} | {m} | {s['rows']} | {s['binary_accuracy']:.3f} | {pr} | {s['three_way_accuracy']:.3f} | {s['macro_f1']:.3f} |")

@@ -185,14 +185,19 @@ def judge(
     input: Annotated[Path, typer.Argument(help="Parquet, JSONL or CSV file with model responses.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
     response_column: Annotated[str, typer.Option(help="Column holding the responses.")] = "response",
+    prompt_column: Annotated[str, typer.Option(help="Column holding the prompts (shown to the LLM judge in cascade mode; optional).")] = "prompt",
     finish_reason_column: Annotated[
         Optional[str], typer.Option(help="Column with the provider's finish/stop reason (content_filter → refusal).")
     ] = None,
+    mode: Annotated[str, typer.Option(help="pattern: api + pattern steps; learned: + the learned partial/direct step; cascade: + an LLM judge for low-confidence rows.")] = "pattern",
+    classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned step (from `frx judge-train`); default: the shipped ones.")] = None,
+    judge_model: Annotated[Optional[str], typer.Option(help="Model for cascade mode, e.g. smollm2-135m, hf:PATH, vllm:MODEL, openai:MODEL@URL.")] = None,
+    min_confidence: Annotated[float, typer.Option(help="Cascade mode: pattern decisions below this confidence go to the LLM judge.")] = 0.7,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Label each response full_compliance, safe_partial_compliance, direct_refusal or undetermined.
 
-    Keeps every input row and column in order and adds label, label_source (api or pattern), evidence and confidence. The pattern judge is position-aware: an opening refusal, a refusal followed by real help, sympathy, quoted refusals and caveats inside an answer are told apart. Null responses are labelled undetermined, never dropped.
+    Keeps every input row and column in order and adds label, label_source (api, pattern, learned or llm), evidence and confidence. The pattern judge is position-aware: an opening refusal, a refusal followed by real help, sympathy, quoted refusals and caveats inside an answer are told apart. Null responses are labelled undetermined, never dropped.
     """
     from .io import check_output, read_table, write_parquet
     from .judge import LABELS
@@ -205,13 +210,77 @@ def judge(
     if finish_reason_column is not None:
         _string_column(table, finish_reason_column, input)
         reasons = table.column(finish_reason_column)
-    verdict = run_judge(table.column(response_column), reasons)
+    from .judge import MODES
+
+    if mode not in MODES:
+        raise FrxError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "cascade" and judge_model is None:
+        raise FrxError("--mode cascade needs --judge-model")
+    clf = None
+    if classifier is not None:
+        from .classifier import Classifier
+
+        if not classifier.is_file():
+            raise FrxError(f"classifier {classifier} does not exist")
+        clf = Classifier.load(classifier)
+    prompts = None
+    if mode == "cascade" and prompt_column in table.column_names:
+        _string_column(table, prompt_column, input)
+        prompts = table.column(prompt_column)
+    model = None
+    if judge_model is not None:
+        if mode != "cascade":
+            raise FrxError("--judge-model is only used with --mode cascade")
+        from .llm import load_judge_model
+
+        model = load_judge_model(judge_model)
+    verdict = run_judge(table.column(response_column), reasons, prompts=prompts, mode=mode, classifier=clf,
+                        judge_model=model, min_confidence=min_confidence)
     table = put_columns(table, {name: verdict.column(name) for name in verdict.column_names})
     write_parquet(table, out)
     counts = {k: 0 for k in LABELS}
     for label in verdict.column("label").to_pylist():
         counts[label] += 1
     _summary(f"frx judge → {out}", [("rows", table.num_rows)] + [(k.replace("_", " "), v) for k, v in counts.items()])
+
+
+@app.command("judge-train")
+@user_errors
+def judge_train(
+    inputs: Annotated[list[Path], typer.Argument(help="Labelled responses (Parquet, JSONL or CSV), e.g. XSTest's completions_*.csv.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file with the classifier weights.")],
+    response_column: Annotated[str, typer.Option(help="Column holding the responses.")] = "completion",
+    label_column: Annotated[str, typer.Option(help="Column with the human label (frx's or XSTest's names).")] = "final_label",
+    l2: Annotated[float, typer.Option(help="L2 penalty.")] = 1e-3,
+    steps: Annotated[int, typer.Option(help="Full-batch optimiser steps.")] = 300,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Train the judge's learned step (hashed n-grams + logistic regression) on human labels.
+
+    Deterministic: the same inputs give the same weights. Use the result with `frx judge --mode learned --classifier FILE`. The shipped weights come from: frx judge-train ../shared/data/xstest/completions_*.csv --out python/frx/data/refusal_classifier.npz
+    """
+    import pyarrow as pa
+
+    from .classifier import Classifier
+    from .io import check_output, read_table
+    from .judge import _judge_patterns
+
+    check_output(out, overwrite=overwrite, inputs=tuple(inputs), suffixes=(".npz",))
+    if steps < 1 or l2 < 0:
+        raise FrxError("--steps must be at least 1 and --l2 non-negative")
+    tables = []
+    for f in inputs:
+        t = read_table(f)
+        _string_column(t, response_column, f)
+        _string_column(t, label_column, f)
+        tables.append(t.select([response_column, label_column]))
+    data = pa.concat_tables(tables)
+    pattern = _judge_patterns(data.column(response_column))
+    clf = Classifier.fit(data.column(response_column), pattern, data.column(label_column).to_pylist(), l2=l2, steps=steps)
+    tmp = out.with_name(out.name + ".tmp")
+    clf.save(tmp)
+    tmp.replace(out)
+    _summary(f"frx judge-train → {out}", [("rows", data.num_rows)] + [(k.replace("_", " "), v) for k, v in clf.meta["class_counts"].items()])
 
 
 @app.command()

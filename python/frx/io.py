@@ -61,11 +61,13 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     return table
 
 
-def check_output(path: str | Path, *, overwrite: bool, inputs: tuple[str | Path, ...] = ()) -> Path:
+def check_output(
+    path: str | Path, *, overwrite: bool, inputs: tuple[str | Path, ...] = (), suffixes: tuple[str, ...] = (".parquet", ".pq")
+) -> Path:
     """Refuse an output path that is an input or already exists (unless ``overwrite``)."""
     out = Path(path)
-    if out.suffix.lower() not in (".parquet", ".pq"):
-        raise FrxError(f"output must be a .parquet file, got {out}")
+    if out.suffix.lower() not in suffixes:
+        raise FrxError(f"output must be a {suffixes[0]} file, got {out}")
     for i in inputs:
         if i is not None and out.resolve() == Path(i).resolve():
             raise FrxError(f"output {out} is the same file as input {i}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -247,6 +247,7 @@ class Judge(Stage):
     class Params(Params):
         column: str = Field("response", description="Column holding the responses.")
         finish_reason_column: str | None = Field(None, description="Provider finish/stop reason column.")
+        mode: Literal["pattern", "learned"] = Field("pattern", description="pattern, or learned (adds the learned partial/direct step).")
 
     def reads(self):
         return [self.p.column] + ([self.p.finish_reason_column] if self.p.finish_reason_column else [])
@@ -262,7 +263,7 @@ class Judge(Stage):
         from ..judge import judge
 
         reasons = table.column(self.p.finish_reason_column) if self.p.finish_reason_column else None
-        verdict = judge(table.column(self.p.column), reasons)
+        verdict = judge(table.column(self.p.column), reasons, mode=self.p.mode)
         return StageResult(put_columns(table, {name: verdict.column(name) for name in verdict.column_names}))
 
 

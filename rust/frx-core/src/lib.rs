@@ -7,6 +7,7 @@
 
 pub mod dedup;
 pub mod error;
+pub mod features;
 pub mod graph;
 pub mod refusal;
 pub mod rng;

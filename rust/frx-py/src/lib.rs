@@ -118,6 +118,30 @@ fn exact_dedup<'py>(
     Ok((r.keep.into_pyarray(py), r.group.into_pyarray(py)))
 }
 
+/// hashed_ngrams(data, offsets, valid, bits, opening_bytes, max_bytes) -> (indptr: int64[n+1], indices: uint32[nnz])
+#[pyfunction]
+#[pyo3(signature = (data, offsets, valid=None, bits=18, opening_bytes=400, max_bytes=usize::MAX))]
+fn hashed_ngrams<'py>(
+    py: Python<'py>,
+    data: PyReadonlyArray1<'py, u8>,
+    offsets: &Bound<'py, PyAny>,
+    valid: Option<PyReadonlyArray1<'py, bool>>,
+    bits: u32,
+    opening_bytes: usize,
+    max_bytes: usize,
+) -> PyResult<(Arr<'py, i64>, Arr<'py, u32>)> {
+    if !(1..=31).contains(&bits) {
+        return Err(PyValueError::new_err(format!(
+            "bits must be in 1..=31, got {bits}"
+        )));
+    }
+    let col = Column::new(data, offsets, valid)?;
+    let view = col.view()?;
+    let (indptr, indices) =
+        py.detach(|| frx_core::features::hashed_ngrams(&view, bits, opening_bytes, max_bytes));
+    Ok((indptr.into_pyarray(py), indices.into_pyarray(py)))
+}
+
 /// Exact dedup across batches.
 #[pyclass(module = "frx._core")]
 #[derive(Default)]
@@ -425,6 +449,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize, m)?)?;
     m.add_function(wrap_pyfunction!(exact_dedup, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(hashed_ngrams, m)?)?;
     m.add_class::<ExactIndex>()?;
     m.add_class::<NearIndex>()?;
     m.add_class::<Matcher>()?;

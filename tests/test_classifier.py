@@ -1,0 +1,175 @@
+"""The judge's learned step: the Rust n-gram hasher against a plain-Python reference, training,
+storage, the `learned` mode and `frx judge-train`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+from conftest import run_frx, shared
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from frx import _core
+from frx.classifier import CLASSES, Classifier, default_classifier, map_labels
+from frx.columns import buffers
+from frx.judge import _judge_patterns, judge
+
+M64 = (1 << 64) - 1
+MIX = 0x9E3779B97F4A7C15
+
+
+def _fnv(tok: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in tok.lower():
+        h = ((h ^ b) * 0x100000001B3) & M64
+    return h
+
+
+def _bucket(kind: int, a: int, b: int, bits: int) -> int:
+    h = ((a ^ (kind * MIX & M64)) * MIX) & M64
+    h = ((h << 29 | h >> 35) & M64) ^ b
+    return ((h * MIX) & M64) >> (64 - bits)
+
+
+def reference_features(text: str | None, bits: int, opening: int, max_bytes: int) -> list[int]:
+    """The documented tokenisation and hashing, written independently."""
+    if text is None:
+        return []
+    data = text.encode()[:max_bytes]
+    out, prev, k, i = [], None, 0, 0
+    word = lambda c: chr(c).isascii() and (chr(c).isalnum() or c == 39) or c >= 0x80  # noqa: E731
+    while i < len(data):
+        if not word(data[i]):
+            i += 1
+            continue
+        start, ascii_run = i, data[i] < 0x80
+        while i < len(data) and word(data[i]) and (data[i] < 0x80) == ascii_run:
+            i += 1
+        h = _fnv(data[start:i])
+        region = 0 if start < opening else 8
+        out.append(_bucket(1 + region, h, 0, bits))
+        if prev is not None:
+            out.append(_bucket(2 + region, prev, h, bits))
+        if k < 3:
+            out.append(_bucket(3 + 16 * k, h, 0, bits))
+        prev, k = h, k + 1
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from(list("ab'Z9 .,\n-é漢😀")), max_size=40)), max_size=12),
+    st.integers(1, 31),
+    st.integers(0, 50),
+    st.integers(0, 60),
+)
+def test_hashed_ngrams_match_reference(texts, bits, opening, max_bytes):
+    indptr, indices = _core.hashed_ngrams(*buffers(texts), bits=bits, opening_bytes=opening, max_bytes=max_bytes)
+    assert len(indptr) == len(texts) + 1
+    for i, t in enumerate(texts):
+        assert indices[indptr[i]:indptr[i + 1]].tolist() == reference_features(t, bits, opening, max_bytes)
+
+
+def test_hashed_ngrams_rejects_bad_bits():
+    import pytest
+
+    with pytest.raises(ValueError, match="bits"):
+        _core.hashed_ngrams(*buffers(["x"]), bits=0)
+
+
+def _toy():
+    full = [f"Sure! Step {i}: open the settings, then choose option {i} and save your work." for i in range(20)]
+    direct = [f"I can't help with that request number {i}, sorry." for i in range(20)]
+    partial = [f"I can't help with hurting anyone. Instead, here are safe steps {i}:\n1. Talk to someone\n2. Stay calm and breathe" + " and keep going" * 20 for i in range(20)]
+    texts = full + direct + partial
+    labels = ["1_full_compliance"] * 20 + ["2_full_refusal"] * 20 + ["safe_partial_compliance"] * 20
+    return texts, labels
+
+
+def test_fit_learns_and_round_trips(tmp_path):
+    texts, labels = _toy()
+    pattern = _judge_patterns(texts)
+    clf = Classifier.fit(texts, pattern, labels, steps=100)
+    pred = clf.proba(texts, pattern).argmax(1)
+    assert (pred == map_labels(labels)).mean() == 1.0
+    clf.save(tmp_path / "c.npz")
+    again = Classifier.load(tmp_path / "c.npz")
+    # Stored in float16: probabilities agree to a few decimals, decisions exactly.
+    np.testing.assert_allclose(again.proba(texts, pattern), clf.proba(texts, pattern), atol=1e-2)
+    assert (again.proba(texts, pattern).argmax(1) == pred).all()
+    # Deterministic: same data, same weights.
+    assert np.array_equal(Classifier.fit(texts, pattern, labels, steps=100).weights, clf.weights)
+
+
+def test_learned_mode_only_refines_refusals():
+    texts, labels = _toy()
+    texts = texts + [None, ""]
+    base = judge(texts)
+    t = judge(texts, mode="learned")
+    b_lab, t_lab = base.column("label").to_pylist(), t.column("label").to_pylist()
+    for b, l, src in zip(b_lab, t_lab, t.column("label_source").to_pylist()):
+        refusal = ("direct_refusal", "safe_partial_compliance")
+        if src == "learned":
+            assert b in refusal and l in refusal
+        else:
+            assert b == l
+    assert "learned" in t.column("label_source").to_pylist()
+    assert t_lab[-2:] == ["undetermined", "direct_refusal"]
+
+
+def test_shipped_weights_load():
+    clf = default_classifier()
+    assert clf.weights.shape == ((1 << clf.bits) + 7, len(CLASSES))
+    assert clf.meta["rows"] > 1000
+
+
+def test_bad_labels_and_files(tmp_path):
+    import pytest
+
+    from frx.errors import FrxError
+
+    with pytest.raises(FrxError, match="label 'maybe'"):
+        map_labels(["full_compliance", "maybe"])
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(FrxError, match="cannot read classifier"):
+        Classifier.load(tmp_path / "junk.npz")
+    with pytest.raises(FrxError, match="mode must be one of"):
+        judge(["x"], mode="fancy")
+    with pytest.raises(FrxError, match="needs a judge model"):
+        judge(["x"], mode="cascade")
+
+
+def test_judge_train_cli(tmp_path):
+    src = shared("xstest", "completions_v1_gpt4.csv")
+    out = tmp_path / "w.npz"
+    r = run_frx("judge-train", src, "--out", out, "--steps", "20")
+    assert r.returncode == 0, r.stderr
+    judged = tmp_path / "j.parquet"
+    r = run_frx("judge", src, "--out", judged, "--response-column", "completion", "--mode", "learned", "--classifier", out)
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(judged).num_rows == 200
+    # Bad inputs: one line, exit 2, nothing written, existing output untouched.
+    before = out.read_bytes()
+    for args, msg in [
+        (("judge-train", src, "--out", out), "already exists"),
+        (("judge-train", src, "--out", tmp_path / "n.npz", "--label-column", "nope"), "column 'nope' not found"),
+        (("judge-train", src, "--out", tmp_path / "n.parquet"), "must be a .npz file"),
+        (("judge-train", src, "--out", tmp_path / "n.npz", "--label-column", "type"), "is not one of"),
+        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "fancy"), "--mode must be one of"),
+        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "cascade"), "needs --judge-model"),
+        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "learned", "--classifier", tmp_path / "none.npz"), "does not exist"),
+    ]:
+        r = run_frx(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert out.read_bytes() == before
+    assert not (tmp_path / "n.npz").exists() and not (tmp_path / "k.parquet").exists()
+
+
+def test_pattern_table_row_count_checked():
+    import pytest
+
+    from frx.errors import FrxError
+
+    with pytest.raises(FrxError, match="rows"):
+        default_classifier().proba(["a", "b"], _judge_patterns(["a"]))
