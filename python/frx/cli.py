@@ -456,7 +456,8 @@ def batch(
             continue
         drops = ", ".join(f"{r}: {n:,}" for r, n in s["dropped"].items() if n) or "no drops"
         rate = f"{s['rows_per_s']:,.0f} rows/s" if s["rows_per_s"] else "-"
-        rows.append((f"{s['stage']}. {s['use']}", f"{s['rows_in']:,} → {s['rows_out']:,} ({drops}; {rate})"))
+        extra = "".join(f"; {k.replace('_', ' ')}: {n:,}" for k, n in s.get("counters", {}).items())
+        rows.append((f"{s['stage']}. {s['use']}", f"{s['rows_in']:,} → {s['rows_out']:,} ({drops}; {rate}{extra})"))
     _summary(f"frx batch → {plan.run_dir}", rows)
 
 

@@ -39,7 +39,8 @@ def _segment_udf(batch: pa.Table, specs_json: str) -> pa.Table:
         rows_in = batch.num_rows
         res = st.run(batch)
         batch = res.table
-        stats.append({"rows_in": rows_in, "rows_out": batch.num_rows, "dropped": res.dropped, "seconds": time.perf_counter() - t0})
+        stats.append({"rows_in": rows_in, "rows_out": batch.num_rows, "dropped": res.dropped, "counters": res.counters,
+                      "seconds": time.perf_counter() - t0})
     meta = dict(batch.schema.metadata or {})
     meta[_STATS_KEY] = json.dumps(stats).encode()
     return batch.replace_schema_metadata(meta)
@@ -110,7 +111,8 @@ def run_batch_ray(plan: local.Plan, *, restart: bool = False, quiet: bool = Fals
                     out.states.append((k, stages[k].state_of(table)))
                     res = stages[k].run(table)
                     table = res.table
-                    out.stats.append({"rows_in": rows_in, "rows_out": table.num_rows, "dropped": res.dropped, "seconds": time.perf_counter() - s0})
+                    out.stats.append({"rows_in": rows_in, "rows_out": table.num_rows, "dropped": res.dropped, "counters": res.counters,
+                                      "seconds": time.perf_counter() - s0})
                 continue
             seg = json.dumps([specs[k] for k in ks])
             ds = ray.data.from_arrow(table).map_batches(
@@ -128,13 +130,17 @@ def run_batch_ray(plan: local.Plan, *, restart: bool = False, quiet: bool = Fals
             table = pa.concat_tables([b.replace_schema_metadata(None) for b in blocks])
             for j, _k in enumerate(ks):
                 drops: dict[str, int] = {}
+                counters: dict[str, int] = {}
                 for st in per_block:
                     for reason, n in st[j]["dropped"].items():
                         drops[reason] = drops.get(reason, 0) + n
+                    for name, n in st[j].get("counters", {}).items():
+                        counters[name] = counters.get(name, 0) + n
                 out.stats.append({
                     "rows_in": sum(st[j]["rows_in"] for st in per_block),
                     "rows_out": sum(st[j]["rows_out"] for st in per_block),
                     "dropped": drops,
+                    "counters": counters,
                     "seconds": sum(st[j]["seconds"] for st in per_block),
                 })
         out.table = table.drop_columns([ROW])

@@ -214,7 +214,8 @@ def process(
             out.states.append((k, st.state_of(table)))
         res = st.run(table)
         table = res.table
-        out.stats.append({"rows_in": rows_in, "rows_out": table.num_rows, "dropped": res.dropped, "seconds": time.perf_counter() - s0})
+        out.stats.append({"rows_in": rows_in, "rows_out": table.num_rows, "dropped": res.dropped, "counters": res.counters,
+                          "seconds": time.perf_counter() - s0})
     out.table = table if keep_row or stop < len(stages) else table.drop_columns([ROW])
     out.seconds = time.perf_counter() - t0
     return out
@@ -265,10 +266,13 @@ def aggregate(plan: Plan, manifest: dict[str, Any], wall: float) -> dict[str, An
         rout = sum(d["stages"][k]["rows_out"] for d in done.values())
         secs = sum(d["stages"][k]["seconds"] for d in done.values())
         drops: dict[str, int] = {}
+        counters: dict[str, int] = {}
         for d in done.values():
             for reason, n in d["stages"][k]["dropped"].items():
                 drops[reason] = drops.get(reason, 0) + n
-        stages.append({"stage": k + 1, "use": st.name, "rows_in": rin, "rows_out": rout, "dropped": drops,
+            for name, n in d["stages"][k].get("counters", {}).items():
+                counters[name] = counters.get(name, 0) + n
+        stages.append({"stage": k + 1, "use": st.name, "rows_in": rin, "rows_out": rout, "dropped": drops, "counters": counters,
                        "seconds": round(secs, 4), "rows_per_s": round(rin / secs, 1) if secs > 0 else None})
     rows_in = sum(d["rows_in"] for d in done.values())
     rows_out = sum(d["rows_out"] for d in done.values())

@@ -33,6 +33,7 @@ __all__ = ["Stage", "STAGES", "register", "build_stage", "StageResult", "ROW"]
 class StageResult:
     table: pa.Table
     dropped: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)  # summed into stats.json (model calls, cache hits…)
 
 
 class Params(BaseModel):
@@ -45,7 +46,6 @@ class Stage:
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = Params
     stateful: ClassVar[bool] = False
-    needs_model: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel, seed: int, base_dir: Path):
         self.p = params
@@ -370,3 +370,86 @@ ENDPOINTS = {
     "read": "Read the input: [input] path = a file, a directory or a glob of Parquet, JSONL or CSV files; shard_rows = rows per shard (default 50000).",
     "write": "Write each shard's result to [output] path/data/part-NNNNN.parquet (zstd), atomically.",
 }
+
+
+_MODELS: dict[str, Any] = {}
+
+
+def shared_model(spec: str, options: dict[str, Any], cache: bool = True) -> Any:
+    """One loaded model per (spec, options) per process, reused across shards and stages."""
+    import json
+
+    from ..llm import load_model
+
+    key = json.dumps([spec, options, cache], sort_keys=True)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(spec, cache=cache, **options)
+    return _MODELS[key]
+
+
+class _ModelParams(Params):
+    model: str = Field(description="Model spec: smollm2-135m, hf:DIR, vllm:MODEL, openai:MODEL@URL.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend options (hf: batch_size, threads, device, dtype; vllm: tensor_parallel_size, max_model_len; openai: concurrency, timeout_s, rpm, api_key_env).")
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1)
+    seed: int = Field(0)
+    stop: list[str] = Field(default_factory=list)
+    cache: bool = Field(True, description="Use the response cache (a re-run makes no repeated calls).")
+
+
+@register
+class Generate(Stage):
+    """Generate a response for each prompt with a model (the response cache makes re-runs and
+    resumed runs free); adds the response, finish reason, token counts, latency, error and model.
+    A null prompt gets a null response and error "null prompt"; a failed call keeps its row with
+    the error recorded."""
+
+    name = "generate"
+
+    class Params(_ModelParams):
+        prompt_column: str = Field("prompt", description="Column holding the user prompts.")
+        system_prompt: str | None = Field(None, description="Optional system message before each prompt.")
+        output_column: str = Field("response", description="Column for the response text.")
+
+    def reads(self):
+        return [self.p.prompt_column]
+
+    def adds(self):
+        o = self.p.output_column
+        return {o: pa.string(), "finish_reason": pa.string(), "prompt_tokens": pa.int32(), "completion_tokens": pa.int32(),
+                "latency_s": pa.float32(), "error": pa.string(), "model": pa.string()}
+
+    def check(self, schema):
+        from ..llm import parse_spec
+
+        _text_check(self, schema, self.p.prompt_column)
+        parse_spec(self.p.model)  # a bad spec fails before any shard runs
+
+    def sampling(self):
+        from ..llm import Sampling
+
+        return Sampling(temperature=self.p.temperature, top_p=self.p.top_p, max_new_tokens=self.p.max_new_tokens,
+                        seed=self.p.seed, stop=tuple(self.p.stop))
+
+    def run(self, table):
+        model = shared_model(self.p.model, self.p.options, self.p.cache)
+        prompts = table.column(self.p.prompt_column).to_pylist()
+        idx = [i for i, p in enumerate(prompts) if p is not None]
+        system = [] if self.p.system_prompt is None else [{"role": "system", "content": self.p.system_prompt}]
+        before = dict(model.stats)
+        results = model.generate([system + [{"role": "user", "content": prompts[i]}] for i in idx], self.sampling())
+        n = table.num_rows
+        text: list[str | None] = [None] * n
+        finish = ["error"] * n
+        ptok, ctok, lat = [0] * n, [0] * n, [0.0] * n
+        err: list[str | None] = ["null prompt"] * n
+        for i, r in zip(idx, results):
+            text[i], finish[i], ptok[i], ctok[i], lat[i], err[i] = r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens, r.latency_s, r.error
+        cols = {self.p.output_column: pa.array(text, pa.string()), "finish_reason": pa.array(finish, pa.string()),
+                "prompt_tokens": pa.array(ptok, pa.int32()), "completion_tokens": pa.array(ctok, pa.int32()),
+                "latency_s": pa.array(lat, pa.float32()), "error": pa.array(err, pa.string()),
+                "model": pa.array([self.p.model] * n, pa.string())}
+        counters = {k: model.stats[k] - before.get(k, 0) for k in ("cache_hits", "cache_misses", "errors")}
+        counters.update(prompt_tokens=sum(ptok), completion_tokens=sum(ctok), null_prompts=n - len(idx))
+        return StageResult(put_columns(table, cols), counters=counters)
