@@ -39,6 +39,7 @@ class FakeServer:
         self.max_in_flight = 0
         self.requests = 0
         self.auth: set[str] = set()
+        self.bodies: dict[str, dict] = {}  # last request body per message text
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -85,6 +86,7 @@ class FakeServer:
         try:
             text = [m for m in req["messages"] if m["role"] == "user"][-1]["content"]
             self.attempts[text] += 1
+            self.bodies[text] = req
             if self.latency:
                 await asyncio.sleep(self.latency)
             m = FAULT.search(text)

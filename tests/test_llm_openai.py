@@ -76,16 +76,13 @@ def test_cache_means_no_repeated_calls(server, tmp_path):
 
 
 def test_sampling_reaches_the_server(server, tmp_path):
-    import json
-
-    import openai
-
     m = _model(server, tmp_path)
     m.generate([user("x")], Sampling(temperature=0.5, max_new_tokens=9, seed=3, stop=("\n\n",)))
-    client = openai.OpenAI(base_url=server.url, api_key="x")
-    raw = client.chat.completions.with_raw_response.create(model="m", messages=user("y"), temperature=0.5, max_tokens=9, seed=3, stop=["\n\n"])
-    echo = json.loads(raw.text)["echo_request"]
-    assert echo == {"temperature": 0.5, "max_tokens": 9, "seed": 3, "stop": ["\n\n"], "response_format": None}
+    assert server.bodies["x"] == {"model": "test-model", "messages": user("x"), "temperature": 0.5, "top_p": 1.0,
+                                  "max_tokens": 9, "seed": 3, "stop": ["\n\n"]}
+    m.generate_structured([user("y")], Structured(schema=Verdict))
+    rf = server.bodies["y"]["response_format"]
+    assert rf["type"] == "json_schema" and rf["json_schema"]["schema"] == Verdict.model_json_schema()
 
 
 class Verdict(BaseModel):
