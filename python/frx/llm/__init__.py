@@ -1,8 +1,10 @@
 """Model backends behind one batched interface.
 
->>> from frx.llm import load_model, Sampling
->>> m = load_model("smollm2-135m")                       # offline, CPU
->>> [r.text for r in m.generate([[{"role": "user", "content": "Hi"}]], Sampling(max_new_tokens=20))]
+Example (loads a model, so not a doctest)::
+
+    from frx.llm import load_model, Sampling
+    m = load_model("smollm2-135m")                       # offline, CPU
+    [r.text for r in m.generate([[{"role": "user", "content": "Hi"}]], Sampling(max_new_tokens=20))]
 
 Specs: ``hf:<dir>`` or a local directory (transformers), ``vllm:<model>`` (offline engine),
 ``openai:<model>@<base_url>`` (any OpenAI-compatible server), aliases (:data:`ALIASES`).
