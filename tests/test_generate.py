@@ -1,0 +1,237 @@
+"""`frx generate`: the FalseReject pipeline end to end with a scripted model (every stage does
+real work on valid outputs), with a tiny random model (invalid JSON every time), resume after a
+kill, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from conftest import ROOT, run_frx, shared
+
+from frx.generate import DATASET_SCHEMA
+from frx.quality import bleu, dist_n, self_bleu, tokens
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _seeds(tmp_path: Path, n: int = 20) -> Path:
+    """20 seeds: HarmBench behaviours and CoCoNot requests, with their own category labels."""
+    hb = pacsv.read_csv(shared("harmbench", "harmbench_behaviors_text_all.csv"))
+    rows = [{"id": f"hb{i}", "prompt": p, "category": c} for i, (p, c) in enumerate(
+        zip(hb.column("Behavior").to_pylist()[: n // 2], hb.column("SemanticCategory").to_pylist()[: n // 2]))]
+    with open(shared("coconot", "coconot_eval.jsonl")) as f:
+        cc = [json.loads(line) for line in f][: n - len(rows)]
+    rows += [{"id": r["id"], "prompt": r["prompt"], "category": r["subcategory"]} for r in cc]
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _config(tmp_path: Path, seeds: Path, model: str = "py:scripted_backend:make", pool: str | None = None, extra: str = "") -> Path:
+    pool = pool or model
+    cfg = tmp_path / "gen.toml"
+    cfg.write_text(f'''
+[seeds]
+path = "{seeds.name}"
+
+[models]
+extractor = "{model}"
+generator = "{model}"
+discriminator = "{model}"
+orchestrator = "{model}"
+responder = "{model}"
+pool = ["{pool}"]
+
+[sample]
+tasks_per_category = 3
+
+[adversarial]
+rounds = 3
+
+[dedup]
+embed_model = "none"
+
+[output]
+dir = "out"
+{extra}
+''')
+    return cfg
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+                FRX_CACHE_DIR=str(tmp_path / "cache"), SCRIPTED_LOG=str(tmp_path / "calls.log"))
+
+
+def _gen(tmp_path, cfg, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "frx", "generate", "--config", str(cfg), *args], capture_output=True, text=True,
+                          env=env or _env(tmp_path), timeout=600)
+
+
+def _calls(tmp_path) -> int:
+    p = tmp_path / "calls.log"
+    return len(p.read_text().splitlines()) if p.exists() else 0
+
+
+def test_pipeline_end_to_end_schema_provenance_funnel(tmp_path):
+    seeds = _seeds(tmp_path)
+    cfg = _config(tmp_path, seeds)
+    r = _gen(tmp_path, cfg)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    ds = pq.read_table(out / "dataset" / "data")
+    assert ds.schema.equals(DATASET_SCHEMA), ds.schema
+    assert ds.num_rows > 0
+    row = ds.to_pylist()[0]
+    assert row["seed_id"] and row["subgraph"] and 1 <= row["rounds"] <= 3 and row["pool_refusals"] >= 1
+    assert json.loads(row["exchange"])[-1]["verdict"] == "looks_unsafe_but_benign"
+    assert row["cot_response"]["solution"] and row["instruct_response"].startswith("You want to stay safe.")
+    assert row["response_label"] in ("full_compliance", "safe_partial_compliance")
+    # The pool (refuses "knife") keeps only knife prompts.
+    assert all("knife" in p for p in ds.column("prompt").to_pylist())
+    funnel = json.loads((out / "funnel.json").read_text())["steps"]
+    assert [f["step"] for f in funnel] == ["seeds", "extract_graph", "sample_subgraphs", "adversarial_generate", "dedup",
+                                           "validate_pool", "orchestrate", "respond", "write_dataset"]
+    for a, b in zip(funnel, funnel[1:]):
+        if b["step"] != "sample_subgraphs":  # tasks are drawn per category, not one per seed
+            assert b["rows_in"] == a["rows_out"]
+    for f in funnel:
+        if f["step"] != "sample_subgraphs":
+            assert f["rows_in"] - f["rows_out"] == sum(f["dropped"].values()), f
+    assert funnel[0]["rows_in"] == 20 and funnel[0]["rows_out"] == 20
+    assert funnel[-1]["rows_out"] == ds.num_rows
+    nodes = pq.read_table(out / "graph" / "nodes.parquet")
+    edges = pq.read_table(out / "graph" / "edges.parquet")
+    assert nodes.num_rows > 0 and edges.num_rows > 0 and set(edges.column_names) == {"src", "dst", "relation", "weight"}
+    assert (out / "quality.md").exists() and (out / "dataset" / "README.md").read_text().startswith("---\nconfigs:")
+    q = json.loads((out / "quality.json").read_text())
+    assert q["prompts"] == ds.num_rows and 0 < q["dist_2"] <= 1
+    # The dataset card's layout loads with datasets.
+    datasets = pytest.importorskip("datasets")
+    loaded = datasets.load_dataset("parquet", data_dir=str(out / "dataset" / "data"), split="train")
+    assert loaded.num_rows == ds.num_rows
+    # frx quality recomputes the same report.
+    r = run_frx("quality", out)
+    assert r.returncode == 0 and "Self-BLEU" in r.stdout and "## Funnel" in r.stdout
+
+
+def test_kill_mid_run_then_resume_same_result_no_repeated_calls(tmp_path):
+    seeds = _seeds(tmp_path)
+    cfg = _config(tmp_path, seeds)
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    (ref_dir / seeds.name).write_text(seeds.read_text())
+    ref_cfg = _config(ref_dir, ref_dir / seeds.name)
+    r = _gen(ref_dir, ref_cfg)
+    assert r.returncode == 0, r.stderr
+    uninterrupted_calls = _calls(ref_dir)
+    env = _env(tmp_path)
+    env["FRX_FAULT"] = "generate:validate_pool"
+    r = _gen(tmp_path, cfg, env=env)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    before = _calls(tmp_path)
+    assert 0 < before < uninterrupted_calls
+    r = _gen(tmp_path, cfg)
+    assert r.returncode == 0, r.stderr
+    assert "done (resumed)" in r.stdout
+    # Every model call made before the kill came back from the cache.
+    assert _calls(tmp_path) == uninterrupted_calls
+    a = pq.read_table(tmp_path / "out" / "dataset" / "data").drop_columns(["run_id", "id"])
+    b = pq.read_table(ref_dir / "out" / "dataset" / "data").drop_columns(["run_id", "id"])
+    assert a.equals(b)
+
+
+def test_model_that_never_returns_valid_json(tmp_path):
+    seeds = _seeds(tmp_path)
+    cfg = _config(tmp_path, seeds, extra="")
+    cfg.write_text(cfg.read_text().replace('"py:scripted_backend:make"', '"py:scripted_backend:make"', 1))
+    # models.options gives the scripted backend invalid_json=true for every role.
+    cfg.write_text(cfg.read_text() + '\n[models.options."py:scripted_backend:make"]\ninvalid_json = true\n')
+    r = _gen(tmp_path, cfg)
+    assert r.returncode == 0, r.stderr
+    funnel = {f["step"]: f for f in json.loads((tmp_path / "out" / "funnel.json").read_text())["steps"]}
+    assert funnel["extract_graph"]["dropped"] == {"extraction failed": 20}
+    assert funnel["write_dataset"]["rows_out"] == 0
+    assert pq.read_table(tmp_path / "out" / "dataset" / "data").schema.equals(DATASET_SCHEMA)
+
+
+def test_pool_where_nobody_refuses_and_orchestrator_rejecting(tmp_path):
+    seeds = _seeds(tmp_path)
+    cfg = _config(tmp_path, seeds, pool="py:scripted_backend:make")
+    cfg.write_text(cfg.read_text() + '\n[models.options."py:scripted_backend:make"]\nrefuse_word = "zzz-never"\n')
+    r = _gen(tmp_path, cfg)
+    assert r.returncode == 0, r.stderr
+    funnel = {f["step"]: f for f in json.loads((tmp_path / "out" / "funnel.json").read_text())["steps"]}
+    v = funnel["validate_pool"]
+    assert v["rows_out"] == 0 and v["dropped"] == {"refused by fewer than 1 pool model(s)": v["rows_in"]} and v["rows_in"] > 0
+
+
+@pytest.mark.slow
+def test_tiny_random_model_runs_every_stage_it_can(tmp_path):
+    pytest.importorskip("torch")
+    from tiny_models import tiny_llama
+
+    tiny = tiny_llama(tmp_path / "llama")
+    seeds = _seeds(tmp_path)
+    cfg = _config(tmp_path, seeds, model=f"hf:{tiny}")
+    cfg.write_text(cfg.read_text().replace("[sample]", "[extract]\nmax_new_tokens = 24\n\n[sample]"))
+    r = _gen(tmp_path, cfg)
+    assert r.returncode == 0, r.stderr
+    funnel = {f["step"]: f for f in json.loads((tmp_path / "out" / "funnel.json").read_text())["steps"]}
+    assert funnel["seeds"]["rows_out"] == 20
+    assert funnel["extract_graph"]["dropped"].get("extraction failed") == 20
+    assert funnel["extract_graph"]["model_calls"] == 40  # 20 seeds × 2 attempts
+
+
+def test_bad_seeds_and_configs(tmp_path):
+    rows = [{"id": "a", "prompt": "How to pick a lock?", "category": "Theft and burglary"},
+            {"id": "a", "prompt": "duplicate id", "category": "19"},
+            {"id": "b", "prompt": "   ", "category": "19"},
+            {"id": "c", "prompt": "Unknown category seed", "category": "astrology"}]
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = _config(tmp_path, seeds)
+    r = _gen(tmp_path, cfg)
+    assert r.returncode == 0, r.stderr
+    funnel = json.loads((tmp_path / "out" / "funnel.json").read_text())["steps"]
+    assert funnel[0]["dropped"] == {"empty text": 1, "duplicate id": 1, "unknown category": 1} and funnel[0]["rows_out"] == 1
+    # Config errors: one line, exit 2.
+    for text, msg in [("[seeds]\npath = 3\n", "seeds.path"), ("[seeds]\npath = 'x.jsonl'\nbogus = 1\n", "bogus"),
+                      ("[seeds]\npath = 'missing.jsonl'\n[output]\ndir = 'o2'\n", "seeds not found"),
+                      ("[seeds]\npath = 'seeds.jsonl'\n[sample]\nmin_entities = 5\nmax_entities = 2\n", "min_entities")]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        r = run_frx("generate", "--config", bad)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+    # Another config over the same output directory needs --restart.
+    cfg.write_text(cfg.read_text().replace("rounds = 3", "rounds = 2"))
+    r = _gen(tmp_path, cfg)
+    assert r.returncode == 2 and "--restart" in r.stderr
+
+
+def test_quality_measures_against_hand_computed_values():
+    assert tokens("Kill a process, now!") == ["kill", "a", "process", ",", "now", "!"]
+    assert dist_n(["a b c", "a b d"], 2) == 3 / 4
+    assert bleu(tokens("the cat sat on the mat"), [tokens("the cat sat on the mat")]) == pytest.approx(1.0)
+    # Identical sets are maximally self-similar; disjoint ones score near zero.
+    assert self_bleu(["the cat sat on the mat"] * 3) == pytest.approx(1.0)
+    disjoint = self_bleu(["alpha beta gamma delta", "one two three four", "red green blue black"])
+    similar = self_bleu(["how do i kill a python process", "how do i kill a java process", "how do i stop a python process"])
+    assert disjoint < 0.05 < similar < 1.0
+
+
+def test_quickstart_config_is_valid():
+    from frx.generate import load_generate_config
+
+    cfg, base = load_generate_config(ROOT / "examples" / "quickstart.toml")
+    assert (base / cfg.seeds.path).exists() and cfg.models.generator == "smollm2-135m"
+    assert pa.table({"x": [1]}).num_rows == 1
