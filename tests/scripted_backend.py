@@ -38,17 +38,20 @@ class Scripted(Backend):
         body = text.split("<<<")[-1].split(">>>")[0].strip()
         if role == "extract_graph":
             words = [w.strip(".,?!'").lower() for w in body.split() if len(w) > 4][:4]
-            ents = [{"name": w, "type": "object"} for w in words] or [{"name": "thing", "type": "object"}]
+            ents = [{"name": w, "type": "object"} for w in words] + [{"name": "thing", "type": "object"}, {"name": "place", "type": "place"}][: max(0, 2 - len(words))]
             rels = [{"source": a["name"], "target": b["name"], "relation": "related to"} for a, b in zip(ents, ents[1:])]
             return json.dumps({"entities": ents, "relations": rels})
         if role == "generator":
+            if "copyseed" in body:  # a generator that just repeats its toxic seed
+                return json.dumps({"prompt": body})
             ents = re.search(r"mentions (.*?) — but", text.replace("\n", " "))
             e = ents.group(1) if ents else "things"
             version = "second" if "Feedback on your previous attempt" in text else "first"
             tool = "knife" if _h(e) % 2 else "kettle"
             return json.dumps({"prompt": f"How do I safely handle the {tool} when dealing with {e} ({version} draft, #{_h(e) % 997})?"})
         if role == "discriminator":
-            verdict = "looks_unsafe_but_benign" if "second draft" in body or _h(body) % 3 == 0 else "plainly_benign"
+            accept = "second draft" in body or "copyseed" in body or _h(body) % 3 == 0
+            verdict = "looks_unsafe_but_benign" if accept else "plainly_benign"
             return json.dumps({"verdict": verdict, "reason": "checked", "suggestion": "make it sound sharper"})
         if role == "orchestrator":
             return json.dumps({"valid": "#13" not in body, "reason": "a harmless safety question"})

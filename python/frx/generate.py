@@ -105,7 +105,7 @@ class DedupConfig(_Strict):
 
 
 class ValidateConfig(_Strict):
-    min_refusals: int = Field(1, ge=1)
+    min_refusals: int = Field(1, ge=0, description="Keep prompts refused by at least this many pool models (0: record only).")
     max_new_tokens: int = Field(160, ge=8)
     judge_mode: Literal["pattern", "learned"] = "pattern"
 
@@ -179,8 +179,8 @@ class Relation(_Strict):
 
 
 class Extraction(BaseModel):
-    entities: list[Entity] = Field(min_length=1, max_length=12)
-    relations: list[Relation] = Field(default_factory=list, max_length=16)
+    entities: list[Entity] = Field(min_length=2, max_length=8)
+    relations: list[Relation] = Field(default_factory=list, max_length=8)
 
 
 class Candidate(BaseModel):
@@ -243,6 +243,7 @@ class Run:
     funnel: list[dict[str, Any]] = field(default_factory=list)
     models: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[str], None] = print
+    notes: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-step measures for the funnel
 
     @property
     def run_id(self) -> str:
@@ -340,7 +341,7 @@ def run_generate(cfg: GenerateConfig, base: Path, *, restart: bool = False, prog
             rows_in = table.num_rows + sum(dropped.values())  # the rows read from the seed file
         run.save(name, table)
         run.record(name, rows_in, table.num_rows, dropped, time.perf_counter() - t0,
-                   **{k: after[k] - before[k] for k in after})
+                   **{k: after[k] - before[k] for k in after}, **run.notes.get(name, {}))
     from .quality import report_for_run
 
     return report_for_run(run.out)
@@ -539,7 +540,7 @@ def step_dedup(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     from .io import read_table
 
     dc = run.cfg.dedup
-    dropped = {"exact duplicate": 0, "near duplicate": 0, "in a reference set": 0, "too similar (embedding)": 0}
+    dropped = {"exact duplicate": 0, "near duplicate": 0, "copies a seed": 0, "in a reference set": 0, "too similar (embedding)": 0}
     if cands.num_rows == 0:
         return cands, dropped
     refs = []
@@ -551,11 +552,16 @@ def step_dedup(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
         if dc.against_column not in t.column_names:
             raise FrxError(f"dedup.against: column {dc.against_column!r} not found in {p}")
         refs.append(t.column(dc.against_column))
-    against = pa.concat_arrays([c.combine_chunks().cast(pa.string()) for c in refs]) if refs else None
-    kept, _, summary = dedup_table(cands, "prompt", near_threshold=dc.near_threshold, reference=against)
+    # A candidate that copies (or nearly copies) a toxic seed is not a new benign prompt.
+    seeds = pq.read_table(run.path("seeds"), columns=["seed_text"]).column("seed_text").combine_chunks()
+    kept, _, summary = dedup_table(cands, "prompt", near_threshold=dc.near_threshold, reference=seeds)
     dropped["exact duplicate"] = summary.exact_duplicates
     dropped["near duplicate"] = summary.near_duplicates
-    dropped["in a reference set"] = summary.reference_hits
+    dropped["copies a seed"] = summary.reference_hits
+    if refs and kept.num_rows:
+        against = pa.concat_arrays([c.combine_chunks().cast(pa.string()) for c in refs])
+        kept, _, summary = dedup_table(kept, "prompt", near_threshold=dc.near_threshold, reference=against)
+        dropped["in a reference set"] = summary.reference_hits
     if dc.embed_model and dc.embed_model.lower() != "none" and kept.num_rows > 1:
         kept, n = _diversity(kept, dc.embed_model, dc.cosine_threshold)
         dropped["too similar (embedding)"] = n
@@ -596,6 +602,7 @@ def step_validate_pool(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, i
             outcomes[i][spec] = lab
             refusals[i] += lab == "direct_refusal"
     keep = refusals >= vc.min_refusals
+    run.notes["validate_pool"] = {"refused_by_any": int((refusals >= 1).sum())}
     t = cands.append_column("pool_refusals", pa.array(refusals, pa.int32()))
     t = t.append_column("pool_outcomes", pa.array([json.dumps(o) for o in outcomes], pa.string()))
     return t.filter(pa.array(keep)), {f"refused by fewer than {vc.min_refusals} pool model(s)": int((~keep).sum())}

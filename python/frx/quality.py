@@ -84,12 +84,13 @@ def quality_report(dataset: "pa.Table", funnel: list[dict] | None = None) -> dic
         step = {f["step"]: f for f in funnel}
         rep["funnel"] = funnel
         v = step.get("validate_pool")
-        rep["pool_rejection_rate"] = _r(v["rows_out"] / v["rows_in"]) if v and v["rows_in"] else None
+        rep["pool_rejection_rate"] = _r(v.get("refused_by_any", v["rows_out"]) / v["rows_in"]) if v and v["rows_in"] else None
         o = step.get("orchestrate")
         rep["orchestrator_benign_share"] = _r(o["rows_out"] / o["rows_in"]) if o and o["rows_in"] else None
         d = step.get("dedup", {}).get("dropped", {})
         rep["near_duplicates"] = d.get("near duplicate", 0) + d.get("exact duplicate", 0)
         rep["contamination_hits"] = d.get("in a reference set", 0)
+        rep["seed_copies"] = d.get("copies a seed", 0)
         calls = sum(f.get("model_calls", 0) + f.get("cache_hits", 0) for f in funnel)
         tokens = sum(f.get("tokens", 0) for f in funnel)
         rep["model_calls"] = calls
@@ -101,9 +102,10 @@ def quality_report(dataset: "pa.Table", funnel: list[dict] | None = None) -> dic
 def quality_markdown(rep: dict) -> str:
     lines = ["# frx quality report", "", f"- prompts: {rep['prompts']}",
              f"- Self-BLEU (lower = more diverse): {rep['self_bleu']}", f"- Dist-2 (higher = more diverse): {rep['dist_2']}"]
-    for k, label in [("pool_rejection_rate", "rejection rate by the validation pool"),
+    for k, label in [("pool_rejection_rate", "rejection rate by the validation pool (refused by at least one model)"),
                      ("orchestrator_benign_share", "share the orchestrator judged a valid case"),
                      ("near_duplicates", "exact + near duplicates removed"), ("contamination_hits", "reference-set (contamination) hits"),
+                     ("seed_copies", "candidates that copied a seed"),
                      ("model_calls_per_prompt", "model calls per accepted prompt"),
                      ("generated_tokens_per_prompt", "generated tokens per accepted prompt")]:
         if k in rep:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import FrxError
-from .base import Backend, Conversation, Result, Sampling, Structured, apply_stop
+from .base import Backend, Conversation, Result, Sampling, Structured, _with_instruction, apply_stop
+from .guided import MAX_STRING_TOKENS, GuidedDecoder, supported
 
 
 def _torch():
@@ -95,8 +96,14 @@ class HFBackend(Backend):
             return self.tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
         return "".join(f"{m['role']}: {m['content']}\n" for m in conv) + "assistant:"
 
+    def constrains(self, structured: Structured) -> bool:
+        """Choices and simple JSON schemas are decoded under guidance (see frx.llm.guided)."""
+        return structured.choices is not None or supported(structured.json_schema() or {})
+
     def _generate(self, conversations: Sequence[Conversation], sampling: Sampling, structured: Structured | None) -> list[Result]:
         torch = _torch()
+        if structured is not None and self.constrains(structured):
+            return [self._guided(c, sampling, structured) for c in conversations]
         texts = [self.render(c) for c in conversations]
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
@@ -107,6 +114,54 @@ class HFBackend(Backend):
             for i, r in zip(batch, out_batch):
                 out[i] = r
         return out  # type: ignore[return-value]
+
+    def _guided(self, conv: Conversation, sampling: Sampling, structured: Structured) -> Result:
+        torch = _torch()
+        t0 = time.perf_counter()
+        # The skeleton shows the fields as they are filled; a short instruction is all the model needs.
+        hint = structured.instruction() if structured.choices is not None else "Reply with one JSON object."
+        prompt_ids = self.tokenizer(self.render(_with_instruction(conv, hint)), add_special_tokens=False)["input_ids"]
+        used = [0]
+        string_sampling = sampling.model_copy(update={"stop": ('"',), "max_new_tokens": min(sampling.max_new_tokens, MAX_STRING_TOKENS)})
+
+        def prefix(text: str) -> list[int]:
+            return prompt_ids + (self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else [])
+
+        def gen_string(text: str) -> str:
+            r = self._run_batch([prefix(text)], string_sampling, torch)[0]
+            used[0] += r.completion_tokens
+            return r.text
+
+        def choose(text: str, options: list[str]) -> int:
+            used[0] += 1
+            return self._choose(prefix(text), options, torch)
+
+        if structured.choices is not None:
+            out = structured.choices[choose("", list(structured.choices))]
+        else:
+            out = GuidedDecoder(gen_string, choose).run(structured.json_schema() or {})
+        return Result(text=out, finish_reason="stop", prompt_tokens=len(prompt_ids), completion_tokens=used[0],
+                      latency_s=time.perf_counter() - t0)
+
+    def _choose(self, prefix_ids: list[int], options: list[str], torch: Any) -> int:
+        """The option with the highest mean token log-probability after ``prefix_ids``."""
+        opts = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+        seqs = [prefix_ids + o for o in opts]
+        width = max(len(x) for x in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([x + [pad] * (width - len(x)) for x in seqs], device=self.device)
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in seqs], device=self.device)
+        with torch.inference_mode():
+            logp = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+        n = len(prefix_ids)
+        scores = []
+        for k, o in enumerate(opts):
+            if not o:
+                scores.append(float("-inf"))
+                continue
+            pos = torch.arange(n - 1, n - 1 + len(o), device=self.device)
+            scores.append(float(logp[k, pos, torch.tensor(o, device=self.device)].mean()))
+        return max(range(len(options)), key=lambda i: scores[i])
 
     def _run_batch(self, ids: list[list[int]], sampling: Sampling, torch: Any) -> list[Result]:
         width = max(len(x) for x in ids)
