@@ -430,6 +430,51 @@ def quality(
     print(quality_markdown(rep))
 
 
+@app.command()
+@user_errors
+def sft(
+    base: Annotated[str, typer.Option(help="Base model: smollm2-135m, hf:DIR or a local model directory.")],
+    data: Annotated[list[Path], typer.Option(help="FalseReject-schema dataset (Parquet/JSONL, or a folder of Parquet, e.g. OUT/dataset/data from frx generate). Repeatable.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: checkpoints, adapter, merged model, training card.")],
+    format: Annotated[str, typer.Option(help="instruct (train on instruct_response) or cot (<think>reasoning</think> then the solution).")] = "instruct",
+    general: Annotated[Optional[Path], typer.Option(help="General instruction data to mix in (prompt + response, or messages).")] = None,
+    mix: Annotated[float, typer.Option(help="Share of general rows in the training mix (with --general).")] = 0.5,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank; 0 = full fine-tuning.")] = 16,
+    epochs: Annotated[float, typer.Option(help="Training epochs (ignored when --max-steps is set).")] = 1.0,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-4,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many optimiser steps (-1: whole epochs).")] = -1,
+    max_seq_len: Annotated[int, typer.Option(help="Longest tokenised example; longer ones are truncated.")] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Examples per device per step.")] = 4,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps (a re-run resumes from the last).")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed (data order, mix sample, initialisation).")] = 0,
+    merge: Annotated[bool, typer.Option("--merge", help="Also write the base model with the adapter merged in (OUT/merged).")] = False,
+    eval_prompts: Annotated[Optional[Path], typer.Option(help="Run frx bench on the base and the trained model over these prompts; writes OUT/eval/before_after.md.")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(help="Only the first N eval prompts.")] = None,
+    eval_max_new_tokens: Annotated[int, typer.Option(help="Tokens per eval response.")] = 128,
+) -> None:
+    """Fine-tune against over-refusal with TRL (LoRA by default) on FalseReject-schema data, optionally mixed with general data; then, with --eval-prompts, show before/after with frx bench.
+
+    Only the answer carries loss (conversational prompt/completion rows, the base model's chat template). Checkpoints let an interrupted run resume: run the same command again. OUT gets adapter/ (or model/ for full fine-tuning), merged/ with --merge, training.json and TRAINING.md (data files with hashes, mix, hyperparameters, loss curve) and, last, _SUCCESS.
+    """
+    from .sft import SftConfig, eval_before_after, run_sft
+
+    if format not in ("instruct", "cot"):
+        raise FrxError(f"--format must be instruct or cot, got {format!r}")
+    do_merge = merge or (eval_prompts is not None and lora_r > 0)
+    if eval_prompts is not None and not eval_prompts.exists():
+        raise FrxError(f"--eval-prompts {eval_prompts} does not exist")
+    cfg = SftConfig(base=base, data=list(data), out=out, format=format, general=general, mix=mix, lora_r=lora_r, epochs=epochs, lr=lr,
+                    max_steps=max_steps, max_seq_len=max_seq_len, batch_size=batch_size, grad_accum=grad_accum,
+                    save_steps=save_steps, seed=seed, merge=do_merge)
+    rec = run_sft(cfg, log=lambda line: print(line, flush=True))
+    _summary(f"frx sft → {out}", [("method", rec["method"]), ("rows", rec["data"]["rows"]), ("steps", rec["steps"]),
+                                  ("train loss", f"{rec['train_loss']:.4f}"), ("seconds", rec["seconds"])])
+    if eval_prompts is not None:
+        trained = Path(rec["merged"] or rec["adapter"])
+        print(eval_before_after(base, trained, eval_prompts, out / "eval", limit=eval_limit, max_new_tokens=eval_max_new_tokens))
+
+
 class GraphMode(str, Enum):
     walks = "walks"
     subgraphs = "subgraphs"
