@@ -176,22 +176,40 @@ def test_pool_where_nobody_refuses_and_orchestrator_rejecting(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_random_model_runs_every_stage(tmp_path):
+def test_tiny_random_model_runs_every_stage_and_resumes(tmp_path):
+    """20 HarmBench/CoCoNot seeds through every step with a tiny in-process model; killed in the
+    middle of adversarial generation, re-run: the killed step's calls all come from the cache,
+    and a fresh run over the same cache gives the same dataset."""
     pytest.importorskip("torch")
     from tiny_models import tiny_llama
 
     tiny = tiny_llama(tmp_path / "llama")
     seeds = _seeds(tmp_path)
     cfg = _config(tmp_path, seeds, model=f"hf:{tiny}")
-    cfg.write_text(cfg.read_text().replace("[sample]", "[extract]\nmax_new_tokens = 24\n\n[sample]"))
-    r = _gen(tmp_path, cfg)
+    cfg.write_text(cfg.read_text().replace("[sample]", "[extract]\nmax_new_tokens = 16\n\n[sample]")
+                   .replace("[adversarial]", "[adversarial]\nmax_new_tokens = 16") + "\n[validate_pool]\nmin_refusals = 0\n")
+    env = _env(tmp_path)
+    r = _gen(tmp_path, cfg, env={**env, "FRX_FAULT": "generate:adversarial_generate"})
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    r = _gen(tmp_path, cfg, env=env)
     assert r.returncode == 0, r.stderr
     funnel = {f["step"]: f for f in json.loads((tmp_path / "out" / "funnel.json").read_text())["steps"]}
     assert funnel["seeds"]["rows_out"] == 20
     # Guided decoding: even random weights give valid extractions, so the graph is built.
     assert funnel["extract_graph"]["rows_out"] + sum(funnel["extract_graph"]["dropped"].values()) == 20
     assert funnel["extract_graph"]["model_calls"] == 20
-    assert len(funnel) == 9 and funnel["write_dataset"]["rows_out"] == pq.read_table(tmp_path / "out" / "dataset" / "data").num_rows
+    adv = funnel["adversarial_generate"]
+    assert adv["rows_in"] > 0 and adv["model_calls"] == 0 and adv["cache_hits"] > 0
+    assert len(funnel) == 9
+    ds = pq.read_table(tmp_path / "out" / "dataset" / "data")
+    assert funnel["write_dataset"]["rows_out"] == ds.num_rows and ds.schema.equals(DATASET_SCHEMA)
+    # The same config in a new directory, same cache: no model calls, the same rows.
+    cfg.write_text(cfg.read_text().replace('dir = "out"', 'dir = "out2"'))
+    r = _gen(tmp_path, cfg, env=env)
+    assert r.returncode == 0, r.stderr
+    again = json.loads((tmp_path / "out2" / "funnel.json").read_text())["steps"]
+    assert sum(f.get("model_calls", 0) for f in again) == 0
+    assert pq.read_table(tmp_path / "out2" / "dataset" / "data").drop_columns(["id", "run_id"]).equals(ds.drop_columns(["id", "run_id"]))
 
 
 def test_bad_seeds_and_configs(tmp_path):

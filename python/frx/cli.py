@@ -395,8 +395,11 @@ def generate(
 
     cfg, base = load_generate_config(config, list(set_ or []))
     rep = run_generate(cfg, base, restart=restart, progress=lambda line: print(line, flush=True))
-    out = Path(cfg.output.dir) if Path(cfg.output.dir).is_absolute() else base / cfg.output.dir
-    print(f"\n{rep['prompts']} prompts → {out / 'dataset'}; Self-BLEU {rep['self_bleu']}, Dist-2 {rep['dist_2']}; report: {out / 'quality.md'}")
+    import os
+
+    out = Path(cfg.output.dir) if Path(cfg.output.dir).is_absolute() else (base / cfg.output.dir).resolve()
+    shown = Path(os.path.relpath(out)) if not os.path.relpath(out).startswith("..") else out
+    print(f"\n{rep['prompts']} prompts → {shown / 'dataset'}; Self-BLEU {rep['self_bleu']}, Dist-2 {rep['dist_2']}; report: {shown / 'quality.md'}")
 
 
 @app.command()
