@@ -139,10 +139,10 @@ def validation_message(e: ValidationError, raw: dict[str, Any], source: str) -> 
     return f"{source}: {_loc(err, raw)}: {err['msg']}{more}"
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[BatchConfig, Path]:
-    """Read, override and validate a config file. Returns the config and its directory."""
+def read_toml(path: str | Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """A TOML config file as a dict, with ``--set`` overrides applied; clear errors."""
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise FrxError(f"config not found: {p}")
     try:
         raw = tomllib.loads(p.read_text("utf-8"))
@@ -152,6 +152,13 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[BatchConfi
         raise FrxError(f"cannot read {p}: {e}") from None
     for o in overrides:
         apply_override(raw, o)
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[BatchConfig, Path]:
+    """Read, override and validate a config file. Returns the config and its directory."""
+    p = Path(path)
+    raw = read_toml(p, overrides)
     if isinstance(raw.get("stage"), dict):
         raise FrxError(f"{p}: write stages as [[stage]] (an array of tables), not [stage]")
     try:

@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import apply_override, tomllib, validation_message
+from .config import read_toml, validation_message
 from .errors import FrxError
 
 # ---- config --------------------------------------------------------------------------------
@@ -145,14 +145,7 @@ class GenerateConfig(_Strict):
 
 def load_generate_config(path: str | Path, overrides: list[str] = ()) -> tuple[GenerateConfig, Path]:
     p = Path(path)
-    if not p.is_file():
-        raise FrxError(f"config not found: {p}")
-    try:
-        raw = tomllib.loads(p.read_text("utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise FrxError(f"{p}: invalid TOML: {e}") from None
-    for o in overrides:
-        apply_override(raw, o)
+    raw = read_toml(p, overrides)
     try:
         cfg = GenerateConfig.model_validate(raw)
     except ValidationError as e:
