@@ -16,6 +16,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, run_frx, shared
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from frx.generate import DATASET_SCHEMA
 from frx.quality import bleu, dist_n, self_bleu, tokens
@@ -281,3 +283,27 @@ def test_embedding_diversity_drops_paraphrases_per_category():
     kept, n = _diversity(t, "minilm", 0.9)
     assert n == 1 and kept.column("prompt").to_pylist() == ["How do I kill a Python process?", "How do I bake sourdough bread?",
                                                              "How do I kill a Python process?"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 6), st.floats(0.3, 0.99), st.integers(1, 64), st.integers(0, 2**31 - 1))
+def test_greedy_diverse_matches_one_by_one_reference(n, dim, threshold, block, seed):
+    pytest.importorskip("faiss")
+    import numpy as np
+
+    from frx.embed import greedy_diverse
+
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
+    v[1::3] = v[::3][: len(v[1::3])]  # exact repeats too
+    ref: list[int] = []
+    for i in range(n):
+        if ref and float(np.max(v[ref] @ v[i])) >= threshold:
+            continue
+        ref.append(i)
+    got = greedy_diverse(v, threshold, block=block).tolist()
+    # FAISS and numpy may round a cosine right at the threshold differently; allow only that.
+    if got != ref:
+        diff = set(got) ^ set(ref)
+        assert all(abs(float(np.max(v[[k for k in ref if k < i] or [i]] @ v[i])) - threshold) < 1e-5 for i in diff)

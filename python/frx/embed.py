@@ -38,3 +38,34 @@ def embed(texts: list[str], model: str = "minilm", batch_size: int = 128) -> np.
     m = _model(model)
     v = m.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
     return np.asarray(v, dtype=np.float32)
+
+
+def greedy_diverse(vectors: np.ndarray, threshold: float, block: int = 1024) -> np.ndarray:
+    """Indices kept by the greedy rule, in order: a row is dropped when its cosine to an already
+    kept row is ≥ ``threshold`` (rows must be unit length). Exactly the one-by-one rule, computed
+    a block at a time: each block is searched against everything kept so far with a FAISS
+    inner-product index, then resolved within itself."""
+    try:
+        import faiss
+    except ImportError:
+        raise FrxError("the diversity filter needs FAISS: pip install 'frx-engine[embed]'") from None
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = v.shape if v.ndim == 2 else (0, 0)
+    index = faiss.IndexFlatIP(max(dim, 1))
+    kept: list[int] = []
+    for lo in range(0, n, block):
+        b = v[lo : lo + block]
+        near = np.zeros(len(b), dtype=bool)
+        if index.ntotal:
+            d, _ = index.search(b, 1)
+            near = d[:, 0] >= threshold
+        sims = b @ b.T
+        chosen: list[int] = []
+        for i in range(len(b)):
+            if near[i] or (chosen and float(sims[i, chosen].max()) >= threshold):
+                continue
+            chosen.append(i)
+        if chosen:
+            index.add(b[chosen])
+        kept += [lo + i for i in chosen]
+    return np.array(kept, dtype=np.int64)

@@ -563,19 +563,14 @@ def step_dedup(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
 
 def _diversity(table: pa.Table, model: str, threshold: float) -> tuple[pa.Table, int]:
     """Greedy, per category, in row order: drop a candidate whose cosine to a kept one is ≥ threshold."""
-    from .embed import embed
+    from .embed import embed, greedy_diverse
 
     vecs = embed(table.column("prompt").to_pylist(), model)
     cats = table.column("category").to_numpy()
     keep = np.zeros(table.num_rows, dtype=bool)
     for c in np.unique(cats):
         idx = np.flatnonzero(cats == c)
-        kept: list[int] = []
-        for i in idx:
-            if kept and float(np.max(vecs[kept] @ vecs[i])) >= threshold:
-                continue
-            kept.append(int(i))
-        keep[kept] = True
+        keep[idx[greedy_diverse(vecs[idx], threshold)]] = True
     return table.filter(pa.array(keep)), int((~keep).sum())
 
 
