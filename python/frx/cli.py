@@ -587,7 +587,7 @@ def batch(
     Each shard's result is written atomically and recorded in a manifest tied to the config hash: after a crash, run the same command again and finished shards are skipped. Results go to OUTPUT/data/part-NNNNN.parquet with stats.json (rows in/out, drop reasons, seconds) and _SUCCESS.
     """
     from .config import load_config
-    from .engine.run import RunDir, make_plan, run_batch
+    from .engine.run import RunDir, execute, make_plan
 
     if list_stages:
         _list_stages()
@@ -608,12 +608,7 @@ def batch(
         same = m is not None and m.get("config_hash") == cfg.hash()
         _print_plan(plan, len(m["done"]) if same else 0)
         return
-    if cfg.run.executor == "ray":
-        from .engine.ray_executor import run_batch_ray
-
-        stats = run_batch_ray(plan, restart=restart, quiet=quiet)
-    else:
-        stats = run_batch(plan, restart=restart, quiet=quiet)
+    stats = execute(plan, restart=restart, quiet=quiet)
     rows = [("shards", f"{stats['shards_done']}/{stats['shards']} ({stats['shards_computed_this_invocation']} computed now)"),
             ("rows in", stats["rows_in"]), ("rows out", stats["rows_out"])]
     for s in stats["stages"]:

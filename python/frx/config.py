@@ -72,6 +72,10 @@ class RunConfig(_Strict):
         "cross-shard stage, a few shards ahead (1 = all in this process).",
     )
     address: str | None = Field(None, description="Ray cluster address (ray executor); default: start Ray locally.")
+    gpus: float = Field(0.0, ge=0.0, description="Ray executor: GPUs each task asks Ray for (e.g. 1 for a vLLM model per GPU).")
+    parallelism: int | None = Field(
+        None, ge=1, le=100_000,
+        description="Ray executor: tasks each shard is split into (default: the cluster's CPUs, or its GPUs / gpus).")
 
 
 class BatchConfig(_Strict):

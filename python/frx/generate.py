@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .agents import COT_TYPE
 from .config import read_toml, validation_message
 from .errors import FrxError
 
@@ -127,6 +128,17 @@ class OutputConfig(_Strict):
     dir: str = "out/generated"
 
 
+class RunSection(_Strict):
+    """How the model steps run: each is a `frx batch` stage over shards of its input."""
+
+    executor: Literal["local", "ray"] = Field("local", description="local, or ray (Ray Data over a local or remote cluster).")
+    shard_rows: int = Field(256, ge=1, description="Rows per shard: the unit of resume (a crash loses at most the shards in flight).")
+    workers: int = Field(1, ge=1, le=256, description="Local executor: worker processes, each with its own copy of the models.")
+    address: str | None = Field(None, description="Ray cluster address; default: start Ray locally.")
+    gpus: float = Field(0.0, ge=0.0, description="Ray executor: GPUs each task asks for (1 = one vLLM engine per GPU).")
+    parallelism: int | None = Field(None, ge=1, description="Ray executor: tasks each shard is split into (default: the cluster's CPUs, or GPUs / gpus).")
+
+
 class GenerateConfig(_Strict):
     seeds: SeedsConfig
     models: ModelsConfig = Field(default_factory=ModelsConfig)
@@ -138,9 +150,12 @@ class GenerateConfig(_Strict):
     orchestrate: OrchestrateConfig = Field(default_factory=OrchestrateConfig)
     respond: RespondConfig = Field(default_factory=RespondConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    run: RunSection = Field(default_factory=RunSection)
 
     def hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        """What determines the results: everything but where the output goes and how it runs."""
+        d = self.model_dump(mode="json", exclude={"output", "run"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
 def load_generate_config(path: str | Path, overrides: list[str] = ()) -> tuple[GenerateConfig, Path]:
@@ -155,64 +170,6 @@ def load_generate_config(path: str | Path, overrides: list[str] = ()) -> tuple[G
     return cfg, p.resolve().parent
 
 
-# ---- structured outputs --------------------------------------------------------------------
-
-EntityType = Literal["person", "group", "place", "object", "substance", "organization", "activity", "event", "concept", "other"]
-
-
-class Entity(_Strict):
-    name: str = Field(min_length=1, max_length=80)
-    type: EntityType = "other"
-
-
-class Relation(_Strict):
-    source: str = Field(min_length=1)
-    target: str = Field(min_length=1)
-    relation: str = Field(min_length=1, max_length=80)
-
-
-class Extraction(BaseModel):
-    entities: list[Entity] = Field(min_length=2, max_length=8)
-    relations: list[Relation] = Field(default_factory=list, max_length=8)
-
-
-class Candidate(BaseModel):
-    prompt: str = Field(min_length=8, max_length=1200)
-
-
-class Review(BaseModel):
-    verdict: Literal["unsafe", "looks_unsafe_but_benign", "plainly_benign"]
-    reason: str = Field(min_length=1)
-    suggestion: str = ""
-
-
-class Verdict(BaseModel):
-    valid: bool
-    reason: str = Field(min_length=1)
-
-
-class InstructResponse(BaseModel):
-    acknowledge: str = Field(min_length=1)
-    help: str = Field(min_length=1)
-    caution: str = ""
-    close: str = ""
-
-    def render(self) -> str:
-        return "\n\n".join(p.strip() for p in (self.acknowledge, self.help, self.caution, self.close) if p.strip())
-
-
-class CotResponse(BaseModel):
-    reasoning_content: str = Field(min_length=1)
-    solution: str = Field(min_length=1)
-
-
-def template(name: str, **fill: str) -> str:
-    text = resources.files("frx").joinpath(f"prompts/{name}.md").read_text("utf-8")
-    for k, v in fill.items():
-        text = text.replace("{" + k + "}", v)
-    return text
-
-
 # ---- the run -------------------------------------------------------------------------------
 
 STEPS = ("seeds", "extract_graph", "sample_subgraphs", "adversarial_generate", "dedup", "validate_pool",
@@ -221,7 +178,7 @@ STEPS = ("seeds", "extract_graph", "sample_subgraphs", "adversarial_generate", "
 DATASET_SCHEMA = pa.schema([
     ("id", pa.string()), ("prompt", pa.string()), ("category", pa.int32()), ("category_text", pa.string()),
     ("instruct_response", pa.string()),
-    ("cot_response", pa.struct([("reasoning_content", pa.string()), ("solution", pa.string())])),
+    ("cot_response", COT_TYPE),
     ("seed_id", pa.string()), ("subgraph", pa.list_(pa.string())), ("rounds", pa.int32()),
     ("exchange", pa.string()), ("pool_refusals", pa.int32()), ("pool_outcomes", pa.string()),
     ("orchestrator_reason", pa.string()), ("response_label", pa.string()), ("run_id", pa.string()),
@@ -234,26 +191,13 @@ class Run:
     base: Path
     out: Path
     funnel: list[dict[str, Any]] = field(default_factory=list)
-    models: dict[str, Any] = field(default_factory=dict)
     progress: Callable[[str], None] = print
-    notes: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-step measures for the funnel
+    quiet: bool = False
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)  # per step: model calls, cache hits, tokens…
 
     @property
     def run_id(self) -> str:
         return self.cfg.hash()[:16]
-
-    def model(self, spec: str) -> Any:
-        from .llm import load_model
-
-        if spec not in self.models:
-            self.models[spec] = load_model(spec, **self.cfg.models.options.get(spec, {}))
-        return self.models[spec]
-
-    def sampling(self, max_new_tokens: int, temperature: float | None = None) -> Any:
-        from .llm import Sampling
-
-        t = self.cfg.models.temperature if temperature is None else temperature
-        return Sampling(temperature=t, max_new_tokens=max_new_tokens, seed=self.cfg.models.seed)
 
     def record(self, step: str, rows_in: int, rows_out: int, dropped: dict[str, int], seconds: float, **extra: Any) -> None:
         self.funnel = [f for f in self.funnel if f["step"] != step]
@@ -285,17 +229,13 @@ def _atomic_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def _calls(run: Run) -> dict[str, int]:
-    return {k: sum(m.stats[s] for m in run.models.values())
-            for k, s in (("model_calls", "cache_misses"), ("cache_hits", "cache_hits"), ("tokens", "completion_tokens"))}
-
-
-def run_generate(cfg: GenerateConfig, base: Path, *, restart: bool = False, progress: Callable[[str], None] = print) -> dict[str, Any]:
+def run_generate(cfg: GenerateConfig, base: Path, *, restart: bool = False, progress: Callable[[str], None] = print,
+                 quiet: bool = False) -> dict[str, Any]:
     """Run (or resume) the pipeline; returns the quality report."""
     out = Path(cfg.output.dir)
     if not out.is_absolute():
         out = base / out
-    run = Run(cfg, base, out, progress=progress)
+    run = Run(cfg, base, out, progress=progress, quiet=quiet)
     funnel_path = out / "funnel.json"
     if funnel_path.exists() and not restart:
         prev = json.loads(funnel_path.read_text())
@@ -324,17 +264,15 @@ def run_generate(cfg: GenerateConfig, base: Path, *, restart: bool = False, prog
             table = prev
             continue
         t0 = time.perf_counter()
-        before = _calls(run)
         rows_in = table.num_rows
         table, dropped = fn(run, table)
         if os.environ.get("FRX_FAULT") == f"generate:{name}":  # test hook: die before the step is saved
             os.kill(os.getpid(), signal.SIGKILL)
-        after = _calls(run)
         if name == "seeds":
             rows_in = table.num_rows + sum(dropped.values())  # the rows read from the seed file
         run.save(name, table)
-        run.record(name, rows_in, table.num_rows, dropped, time.perf_counter() - t0,
-                   **{k: after[k] - before[k] for k in after}, **run.notes.get(name, {}))
+        counters = {"model_calls": 0, "cache_hits": 0, "tokens": 0, **run.counters.get(name, {})}
+        run.record(name, rows_in, table.num_rows, dropped, time.perf_counter() - t0, **counters)
     from .quality import report_for_run
 
     return report_for_run(run.out)
@@ -378,42 +316,65 @@ def step_seeds(run: Run, _: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     return pa.Table.from_pylist(rows, schema), dropped
 
 
-def _structured(run: Run, spec: str, convs: list, model_cls: type[BaseModel], max_new_tokens: int, attempts: int) -> list[Any]:
-    from .llm import Structured
+def _agent(run: Run, step: str, table: pa.Table, use: str, params: dict[str, Any]) -> tuple[pa.Table, dict[str, int]]:
+    """Run one of the agent stages (frx.agents) over the previous step's output as a `frx batch`
+    run in OUT/steps/NN-STEP/: sharded, resumable shard by shard, on the configured executor.
+    Its counters (model calls, cache hits, tokens) go to the funnel."""
+    from .config import BatchConfig
+    from .engine.run import execute, make_plan
+    from .engine.stages import ROW, build_stage
 
-    return run.model(spec).generate_structured(convs, Structured(schema=model_cls), run.sampling(max_new_tokens), attempts=attempts)
+    params = {"options": run.cfg.models.options, "seed": run.cfg.models.seed, **params}
+    if table.num_rows == 0:  # nothing to shard: the stage adds its (empty) columns
+        st = build_stage(use, params, run.cfg.models.seed, run.base, f"[{step}]")
+        res = st.run(table.append_column(ROW, pa.array([], pa.int64())))
+        return res.table.drop_columns([ROW]), {}
+    rc = run.cfg.run
+    k = STEPS.index(step)
+    cfg = BatchConfig.model_validate({
+        "input": {"path": str(run.path(STEPS[k - 1])), "shard_rows": rc.shard_rows},
+        "stage": [{"use": use, **params}],
+        "output": {"path": str(run.out / "steps" / f"{k:02d}-{step}")},
+        "run": {"executor": rc.executor, "seed": run.cfg.models.seed, "workers": rc.workers, "address": rc.address,
+                "gpus": rc.gpus, "parallelism": rc.parallelism},
+    })
+    plan = make_plan(cfg, run.base)
+    stats = execute(plan, quiet=run.quiet)
+    st = stats["stages"][1]
+    run.counters[step] = dict(st["counters"])
+    parts = [pq.read_table(plan.run_dir / "data" / f"part-{i:05d}.parquet") for i in range(len(plan.shards))]
+    return pa.concat_tables(parts), dict(st["dropped"])
 
 
 def step_extract_graph(run: Run, seeds: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     from .dedup import normalize
 
-    rows = seeds.to_pylist()
-    convs = [[{"role": "user", "content": template("extract_graph", seed=r["seed_text"])}] for r in rows]
-    results = _structured(run, run.cfg.models.extractor, convs, Extraction, run.cfg.extract.max_new_tokens, run.cfg.extract.attempts)
+    ec = run.cfg.extract
+    got, dropped = _agent(run, "extract_graph", seeds, "extract_graph", {
+        "model": run.cfg.models.extractor, "column": "seed_text", "temperature": run.cfg.models.temperature,
+        "max_new_tokens": ec.max_new_tokens, "attempts": ec.attempts})
+    dropped = {"extraction failed": dropped.get("extraction failed", 0)}
     nodes: dict[str, dict[str, Any]] = {}
     edges: dict[tuple[int, int, str], int] = {}
-    kept, dropped = [], {"extraction failed": 0}
-    for r, res in zip(rows, results):
-        if res.parsed is None:
-            dropped["extraction failed"] += 1
-            continue
+    kept = []
+    for r in got.to_pylist():
         ids = []
         local: dict[str, int] = {}
-        for e in res.parsed.entities:
-            key = normalize([e.name])[0]
+        for e in r["entities"]:
+            key = normalize([e["name"]])[0]
             if not key:
                 continue
             if key not in nodes:
-                nodes[key] = {"id": len(nodes), "name": e.name.strip(), "type": e.type, "categories": set(), "seeds": 0}
+                nodes[key] = {"id": len(nodes), "name": e["name"].strip(), "type": e["type"], "categories": set(), "seeds": 0}
             n = nodes[key]
             n["categories"].add(r["category"])
             n["seeds"] += 1
             local[key] = n["id"]
             ids.append(n["id"])
-        for rel in res.parsed.relations:
-            a, b = normalize([rel.source])[0], normalize([rel.target])[0]
+        for rel in r["relations"]:
+            a, b = normalize([rel["source"]])[0], normalize([rel["target"]])[0]
             if a in local and b in local and local[a] != local[b]:
-                k = (local[a], local[b], rel.relation.strip().lower())
+                k = (local[a], local[b], rel["relation"].strip().lower())
                 edges[k] = edges.get(k, 0) + 1
         # Entities of one seed are related by co-occurrence even where no relation was named.
         for x, y in zip(ids, ids[1:]):
@@ -421,7 +382,7 @@ def step_extract_graph(run: Run, seeds: pa.Table) -> tuple[pa.Table, dict[str, i
                 k = (x, y, "co-occurs with")
                 edges[k] = edges.get(k, 0) + 1
         if ids:
-            kept.append({**r, "node_ids": sorted(set(ids))})
+            kept.append({**{c: r[c] for c in seeds.column_names}, "node_ids": sorted(set(ids))})
         else:
             dropped["extraction failed"] += 1
     gdir = run.out / "graph"
@@ -429,12 +390,14 @@ def step_extract_graph(run: Run, seeds: pa.Table) -> tuple[pa.Table, dict[str, i
 
     node_list = sorted(nodes.values(), key=lambda n: n["id"])
     write_parquet(pa.table({
-        "id": pa.array([n["id"] for n in node_list], pa.int64()), "name": [n["name"] for n in node_list],
-        "type": [n["type"] for n in node_list], "categories": [sorted(n["categories"]) for n in node_list],
+        "id": pa.array([n["id"] for n in node_list], pa.int64()), "name": pa.array([n["name"] for n in node_list], pa.string()),
+        "type": pa.array([n["type"] for n in node_list], pa.string()),
+        "categories": pa.array([sorted(n["categories"]) for n in node_list], pa.list_(pa.int32())),
         "seeds": pa.array([n["seeds"] for n in node_list], pa.int32())}), gdir / "nodes.parquet")
     write_parquet(pa.table({
         "src": pa.array([k[0] for k in edges], pa.int64()), "dst": pa.array([k[1] for k in edges], pa.int64()),
-        "relation": [k[2] for k in edges], "weight": pa.array(list(edges.values()), pa.float64())}), gdir / "edges.parquet")
+        "relation": pa.array([k[2] for k in edges], pa.string()), "weight": pa.array(list(edges.values()), pa.float64())}),
+        gdir / "edges.parquet")
     schema = seeds.schema.append(pa.field("node_ids", pa.list_(pa.int64())))
     return pa.Table.from_pylist(kept, schema), dropped
 
@@ -484,48 +447,10 @@ def step_sample_subgraphs(run: Run, seeds: pa.Table) -> tuple[pa.Table, dict[str
 
 
 def step_adversarial(run: Run, tasks: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    rows = tasks.to_pylist()
-    ac = run.cfg.adversarial
-    state = [{"feedback": "", "exchange": [], "accepted": None} for _ in rows]
-    for rnd in range(1, ac.rounds + 1):
-        todo = [i for i, s in enumerate(state) if s["accepted"] is None]
-        if not todo:
-            break
-        convs = []
-        for i in todo:
-            r = rows[i]
-            fb = state[i]["feedback"]
-            convs.append([{"role": "user", "content": template(
-                "generator", category=r["category_text"], entities=", ".join(r["subgraph"]), seed=r["seed_text"],
-                relations=r["relations"], feedback=f"Feedback on your previous attempt: {fb}" if fb else "")}])
-        cands = _structured(run, run.cfg.models.generator, convs, Candidate, ac.max_new_tokens, ac.attempts)
-        have = [(i, c) for i, c in zip(todo, cands) if c.parsed is not None]
-        for i, c in zip(todo, cands):
-            if c.parsed is None:
-                state[i]["exchange"].append({"round": rnd, "generator_error": c.error})
-        reviews = _structured(run, run.cfg.models.discriminator,
-                              [[{"role": "user", "content": template("discriminator", candidate=c.parsed.prompt)}] for _, c in have],
-                              Review, ac.max_new_tokens, ac.attempts) if have else []
-        for (i, c), rv in zip(have, reviews):
-            entry: dict[str, Any] = {"round": rnd, "candidate": c.parsed.prompt}
-            if rv.parsed is None:
-                entry["discriminator_error"] = rv.error
-            else:
-                entry.update(verdict=rv.parsed.verdict, reason=rv.parsed.reason, suggestion=rv.parsed.suggestion)
-                if rv.parsed.verdict == "looks_unsafe_but_benign":
-                    state[i]["accepted"] = (c.parsed.prompt, rnd)
-                else:
-                    state[i]["feedback"] = f"it was judged {rv.parsed.verdict.replace('_', ' ')}: {rv.parsed.reason} {rv.parsed.suggestion}".strip()
-            state[i]["exchange"].append(entry)
-    out, dropped = [], {"not accepted within the rounds": 0}
-    for r, s in zip(rows, state):
-        if s["accepted"] is None:
-            dropped["not accepted within the rounds"] += 1
-            continue
-        prompt, rnd = s["accepted"]
-        out.append({**r, "prompt": prompt, "rounds": rnd, "exchange": json.dumps(s["exchange"])})
-    schema = tasks.schema.append(pa.field("prompt", pa.string())).append(pa.field("rounds", pa.int32())).append(pa.field("exchange", pa.string()))
-    return pa.Table.from_pylist(out, schema), dropped
+    ac, m = run.cfg.adversarial, run.cfg.models
+    return _agent(run, "adversarial_generate", tasks, "adversarial_generate", {
+        "generator": m.generator, "discriminator": m.discriminator, "rounds": ac.rounds, "temperature": m.temperature,
+        "max_new_tokens": ac.max_new_tokens, "attempts": ac.attempts})
 
 
 def step_dedup(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
@@ -575,80 +500,26 @@ def _diversity(table: pa.Table, model: str, threshold: float) -> tuple[pa.Table,
 
 
 def step_validate_pool(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    from .judge import judge
-
     vc = run.cfg.validate_pool
-    prompts = cands.column("prompt").to_pylist()
-    refusals = np.zeros(len(prompts), dtype=np.int32)
-    outcomes: list[dict[str, str]] = [{} for _ in prompts]
-    for spec in run.cfg.models.pool:
-        if not prompts:
-            break
-        res = run.model(spec).generate([[{"role": "user", "content": p}] for p in prompts], run.sampling(vc.max_new_tokens, 0.0))
-        labels = judge([r.text for r in res], [r.finish_reason for r in res], mode=vc.judge_mode).column("label").to_pylist()
-        for i, lab in enumerate(labels):
-            outcomes[i][spec] = lab
-            refusals[i] += lab == "direct_refusal"
-    keep = refusals >= vc.min_refusals
-    run.notes["validate_pool"] = {"refused_by_any": int((refusals >= 1).sum())}
-    t = cands.append_column("pool_refusals", pa.array(refusals, pa.int32()))
-    t = t.append_column("pool_outcomes", pa.array([json.dumps(o) for o in outcomes], pa.string()))
-    return t.filter(pa.array(keep)), {f"refused by fewer than {vc.min_refusals} pool model(s)": int((~keep).sum())}
+    return _agent(run, "validate_pool", cands, "validate_pool", {
+        "pool": run.cfg.models.pool, "min_refusals": vc.min_refusals, "judge_mode": vc.judge_mode, "temperature": 0.0,
+        "max_new_tokens": vc.max_new_tokens})
 
 
 def step_orchestrate(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     oc = run.cfg.orchestrate
-    n = cands.num_rows
     if not oc.enabled:
-        return cands.append_column("orchestrator_reason", pa.array(["orchestrator disabled"] * n, pa.string())), {}
-    rows = cands.to_pylist()
-    pool = str(len(run.cfg.models.pool))
-    convs = [[{"role": "user", "content": template("orchestrator", category=r["category_text"], candidate=r["prompt"],
-                                                   refusals=str(r["pool_refusals"]), pool=pool)}] for r in rows]
-    res = _structured(run, run.cfg.models.orchestrator, convs, Verdict, oc.max_new_tokens, oc.attempts) if rows else []
-    keep, reasons, dropped = [], [], {"orchestrator: not a valid case": 0, "orchestrator: no valid verdict": 0}
-    for r in res:
-        if r.parsed is None:
-            dropped["orchestrator: no valid verdict"] += 1
-            keep.append(False)
-            reasons.append(None)
-        else:
-            keep.append(r.parsed.valid)
-            reasons.append(r.parsed.reason)
-            if not r.parsed.valid:
-                dropped["orchestrator: not a valid case"] += 1
-    t = cands.append_column("orchestrator_reason", pa.array(reasons, pa.string()))
-    return t.filter(pa.array(keep, pa.bool_())), dropped
+        return cands.append_column("orchestrator_reason", pa.array(["orchestrator disabled"] * cands.num_rows, pa.string())), {}
+    return _agent(run, "orchestrate", cands, "orchestrate", {
+        "model": run.cfg.models.orchestrator, "pool_size": len(run.cfg.models.pool), "temperature": run.cfg.models.temperature,
+        "max_new_tokens": oc.max_new_tokens, "attempts": oc.attempts})
 
 
 def step_respond(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    from .judge import judge
-
     rc = run.cfg.respond
-    rows = cands.to_pylist()
-    dropped = {"no valid instruct response": 0, "no valid reasoning response": 0, "response judged a refusal": 0}
-    if not rows:
-        t = cands.append_column("instruct_response", pa.array([], pa.string()))
-        t = t.append_column("cot_response", pa.array([], DATASET_SCHEMA.field("cot_response").type))
-        return t.append_column("response_label", pa.array([], pa.string())), dropped
-    conv = lambda name, r: [{"role": "user", "content": template(name, candidate=r["prompt"])}]  # noqa: E731
-    ins = _structured(run, run.cfg.models.responder, [conv("respond_instruct", r) for r in rows], InstructResponse, rc.max_new_tokens, rc.attempts)
-    cot = _structured(run, run.cfg.models.responder, [conv("respond_cot", r) for r in rows], CotResponse, rc.max_new_tokens, rc.attempts)
-    texts = [r.parsed.render() if r.parsed else None for r in ins]
-    labels = judge(texts, prompts=[r["prompt"] for r in rows]).column("label").to_pylist()
-    out = []
-    for row, i, c, text, lab in zip(rows, ins, cot, texts, labels):
-        if i.parsed is None:
-            dropped["no valid instruct response"] += 1
-        elif c.parsed is None:
-            dropped["no valid reasoning response"] += 1
-        elif lab not in rc.keep_labels:
-            dropped["response judged a refusal"] += 1
-        else:
-            out.append({**row, "instruct_response": text, "cot_response": c.parsed.model_dump(), "response_label": lab})
-    schema = cands.schema.append(pa.field("instruct_response", pa.string())).append(
-        DATASET_SCHEMA.field("cot_response")).append(pa.field("response_label", pa.string()))
-    return pa.Table.from_pylist(out, schema), dropped
+    return _agent(run, "respond", cands, "respond", {
+        "model": run.cfg.models.responder, "keep_labels": rc.keep_labels, "temperature": run.cfg.models.temperature,
+        "max_new_tokens": rc.max_new_tokens, "attempts": rc.attempts})
 
 
 def step_write_dataset(run: Run, rows: pa.Table) -> tuple[pa.Table, dict[str, int]]:

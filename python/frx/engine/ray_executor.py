@@ -98,6 +98,14 @@ def run_batch_ray(plan: local.Plan, *, restart: bool = False, quiet: bool = Fals
         for k, sc in enumerate(cfg.stage)
     }
     segments = _segments(plan)
+    # Each shard is split into this many blocks, one Ray task each, so a shard's rows (and the
+    # model replicas that answer them) spread over the cluster.
+    if cfg.run.parallelism:
+        tasks = cfg.run.parallelism
+    elif cfg.run.gpus > 0:
+        tasks = max(1, int(ray.cluster_resources().get("GPU", 0) // cfg.run.gpus))
+    else:
+        tasks = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def process(stages: list[Stage], table: pa.Table, shard) -> local.ShardOutcome:
         t0 = time.perf_counter()
@@ -115,8 +123,11 @@ def run_batch_ray(plan: local.Plan, *, restart: bool = False, quiet: bool = Fals
                                       "seconds": time.perf_counter() - s0})
                 continue
             seg = json.dumps([specs[k] for k in ks])
-            ds = ray.data.from_arrow(table).map_batches(
-                _segment_udf, fn_kwargs={"specs_json": seg}, batch_format="pyarrow", batch_size=None, zero_copy_batch=True
+            gpus = {"num_gpus": cfg.run.gpus} if cfg.run.gpus > 0 else {}
+            step = -(-table.num_rows // tasks) or 1
+            blocks_in = [table.slice(i, step) for i in range(0, max(table.num_rows, 1), step)]
+            ds = ray.data.from_arrow(blocks_in).map_batches(
+                _segment_udf, fn_kwargs={"specs_json": seg}, batch_format="pyarrow", batch_size=None, zero_copy_batch=True, **gpus
             )
             try:
                 blocks = ray.get(ds.to_arrow_refs())

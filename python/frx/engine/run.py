@@ -37,7 +37,7 @@ from ..io import write_parquet
 from .shards import Shard, ShardReader, discover, plan
 from .stages import ROW, Stage, build_stage
 
-__all__ = ["Plan", "make_plan", "run_batch", "RunDir"]
+__all__ = ["Plan", "make_plan", "run_batch", "execute", "RunDir"]
 
 
 # Shards computed but not yet written that may wait in memory (bounds memory to a few shards).
@@ -349,6 +349,15 @@ def run_batch(plan: Plan, *, restart: bool = False, quiet: bool = False, process
         return _run_locked(plan, rd, restart=restart, quiet=quiet, process_shard=process_shard or process)
     finally:
         rd.unlock()
+
+
+def execute(plan: Plan, *, restart: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Run (or resume) a planned pipeline with the executor its config names; returns the stats."""
+    if plan.cfg.run.executor == "ray":
+        from .ray_executor import run_batch_ray
+
+        return run_batch_ray(plan, restart=restart, quiet=quiet)
+    return run_batch(plan, restart=restart, quiet=quiet)
 
 
 def _resume_state(plan: Plan, rd: RunDir, restart: bool) -> dict[str, Any]:

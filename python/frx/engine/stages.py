@@ -453,3 +453,8 @@ class Generate(Stage):
         counters = {k: model.stats[k] - before.get(k, 0) for k in ("cache_hits", "cache_misses", "errors")}
         counters.update(prompt_tokens=sum(ptok), completion_tokens=sum(ctok), null_prompts=n - len(idx))
         return StageResult(put_columns(table, cols), counters=counters)
+
+
+# The FalseReject agents (extract_graph, adversarial_generate, validate_pool, orchestrate, respond)
+# are stages too; importing the module registers them.
+from .. import agents as _agents  # noqa: E402,F401
