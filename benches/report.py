@@ -13,6 +13,7 @@ import sys
 
 FRX_REFERENCE = {
     "refusal scan": "frx scan",
+    "refusal judge": "frx judge (pattern: scan + decide)",
     "exact dedup": "frx exact",
     "minhash signatures": "frx text -> signature",
     "near dedup end to end": "frx near",

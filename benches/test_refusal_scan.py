@@ -11,6 +11,7 @@ import re
 import pytest
 
 from conftest import record
+from frx.judge import ALTERNATIVE, DECLINE, PIVOT, SYMPATHY, judge
 from frx.refusal import Matcher, load_lexicon
 
 PHRASES, _ = load_lexicon()
@@ -128,3 +129,62 @@ def test_python_re(benchmark, data):
     n = benchmark.pedantic(lambda: sum(1 for t in sub for _ in rx.finditer(t)), rounds=3, iterations=1)
     record(benchmark, "python re (1/64 of the data)", items=len(sub), unit="rows",
            bytes=sum(len(t.encode()) for t in sub), matches=n)
+
+
+# ---- the whole pattern step of the judge: find the phrases and decide a label per row ----------
+
+JUDGE_PHRASES = DECLINE + SYMPATHY + PIVOT + ALTERNATIVE
+
+
+@pytest.mark.benchmark(group="refusal judge")
+def test_frx_judge_pattern(benchmark, data):
+    texts, _, arr, nbytes = data
+    out = benchmark(judge, arr)
+    counts = {c["values"]: c["counts"] for c in out.column("label").value_counts().to_pylist()}
+    record(benchmark, "frx judge (pattern: scan + decide)", items=len(texts), unit="rows", bytes=nbytes, **counts)
+
+
+@pytest.mark.benchmark(group="refusal judge")
+def test_frx_scan_judge_lexicon(benchmark, data):
+    texts, _, arr, nbytes = data
+    m = Matcher(JUDGE_PHRASES)
+    out = benchmark(m.scan, arr)
+    record(benchmark, "frx scan of the judge's phrases (no decision)", items=len(texts), unit="rows", bytes=nbytes, matches=out.num_rows)
+
+
+@pytest.mark.benchmark(group="refusal judge")
+def test_hyperscan_judge_lexicon(benchmark, data):
+    """Only finding the judge's phrases (no decision), per row, with Hyperscan."""
+    hyperscan = pytest.importorskip("hyperscan")
+    texts, encoded, _, nbytes = data
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    exprs = [re.escape(p).replace("\\'", "['\u2019]").encode() for p in JUDGE_PHRASES]
+    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
+               flags=[hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8] * len(exprs))
+    count = [0]
+
+    def on_match(pid, start, end, flags, ctx):
+        count[0] += 1
+        return 0
+
+    def run():
+        count[0] = 0
+        for e in encoded:
+            db.scan(e, match_event_handler=on_match)
+        return count[0]
+
+    n = benchmark(run)
+    record(benchmark, "hyperscan scan of the judge's phrases (no decision)", items=len(texts), unit="rows", bytes=nbytes, matches=n)
+
+
+@pytest.mark.benchmark(group="refusal judge")
+def test_prefix_baseline_judge(benchmark, data):
+    """The public keyword baseline: a refusal if the response starts with a refusal prefix."""
+    texts, _, _, nbytes = data
+    prefixes = tuple(p.lower().replace("\u2019", "'") for p in PHRASES)
+
+    def run():
+        return sum((t.lstrip()[:80].lower().replace("\u2019", "'")).startswith(prefixes) for t in texts)
+
+    n = benchmark(run)
+    record(benchmark, "prefix baseline (Python startswith; reads 80 characters a row)", items=len(texts), unit="rows", bytes=nbytes, refusals=n)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from judge_reference import judge_one
 
+from frx import _core
+from frx.columns import buffers
 from frx.errors import FrxError
-from frx.judge import LABELS, judge
+from frx.judge import ALTERNATIVE, DECLINE, LABELS, PIVOT, SYMPATHY, judge
 
-from conftest import shared
+from conftest import run_python, shared
 
 LONG_HELP = " ".join(["Here is a detailed walk through of the safe option with plenty of practical steps."] * 8)
 
@@ -145,3 +151,81 @@ def test_cascade_sends_only_low_confidence_rows_to_the_judge():
     assert parse_verdict("")[0] is None
     with pytest.raises(FrxError, match="replies"):
         judge(texts, mode="cascade", judge_model=ScriptedJudge([]), min_confidence=0.72)
+
+
+# Fragments that exercise every rule: declines, sympathy, pivots, alternatives, quotes, list
+# markers, sentence ends, line breaks, long runs of words, non-ASCII and odd whitespace.
+FRAGMENTS = [
+    "I can't", "I CAN’T", "I'm sorry, but", "sorry to hear", "Here are some", "instead", "Instead, try",
+    "help with that", " ", "  ", "\n", "\n\n", "\n1. ", "\n 12) ", "\n- ", "\n* ", "\n• ", "-x", '"', "\u201c", "\u201d",
+    ". ", "! ", "?", ".", "word ", "more words here ", "é", "😀", "\x0b", "\x1c", "\xa0", "\t",
+    "I'm sorry to hear", "I'm  sorry to hear", "I'm   sorry to hear",
+]
+SMALL = (["I can't", "sorry to hear", "here are some", "instead", "I'm sorry, but", "I'm "], [0, 1, 2, 3, 0, 0])
+# Runs of words around every threshold of the rules (20, 40, 60, 80, 100 words; 400 characters).
+PIECE = st.one_of(st.sampled_from(FRAGMENTS), st.integers(15, 105).map(lambda n: "w " * n), st.integers(190, 205).map(lambda n: "ab " * n))
+RESPONSES = st.lists(st.one_of(st.none(), st.lists(PIECE, max_size=16).map("".join)), max_size=8)
+
+
+def _kernel(texts, phrases, groups):
+    lists = [[p for p, g in zip(phrases, groups) if g == k] for k in range(4)]
+    codes, api, conf, off, data = _core.Judge(*lists).judge(*buffers(texts))
+    ev = [bytes(data[off[i] : off[i + 1]]).decode() for i in range(len(texts))]
+    return [(LABELS[c], "api" if a else "pattern", e, float(f)) for c, a, e, f in zip(codes, api, ev, conf)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(RESPONSES)
+def test_kernel_matches_python_reference(texts):
+    phrases, groups = SMALL
+    want = [judge_one(t, phrases, groups) for t in texts]
+    want = [(lab, src, ev, float(np.float32(c))) for lab, src, ev, c in want]
+    assert _kernel(texts, phrases, groups) == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(RESPONSES)
+def test_judge_with_frx_lexicon_matches_python_reference(texts):
+    phrases = DECLINE + SYMPATHY + PIVOT + ALTERNATIVE
+    groups = [0] * len(DECLINE) + [1] * len(SYMPATHY) + [2] * len(PIVOT) + [3] * len(ALTERNATIVE)
+    got = judge(pa.array(texts, pa.string()))
+    want = [judge_one(t, phrases, groups) for t in texts]
+    assert got.column("label").to_pylist() == [w[0] for w in want]
+    assert got.column("label_source").to_pylist() == [w[1] for w in want]
+    assert got.column("evidence").to_pylist() == [w[2] for w in want]
+    assert np.array_equal(got.column("confidence").to_numpy(), np.array([w[3] for w in want], np.float32))
+
+
+def test_kernel_rejects_bad_lexicons():
+    with pytest.raises(ValueError, match="decline lexicon is empty"):
+        _core.Judge([], ["sorry to hear"], [], [])
+    with pytest.raises(ValueError, match="empty"):
+        _core.Judge(["I can't"], [""], [], [])
+
+
+def test_judge_same_result_with_one_and_two_threads():
+    code = (
+        "import hashlib; from frx.judge import judge; "
+        "t = judge(['I cannot do that. Instead, ask a doctor.', 'Sure: step one.', None, '', 'x ' * 50 + 'but I cannot say more.'] * 20000); "
+        "print(hashlib.sha256(repr(t.to_pydict()).encode()).hexdigest())"
+    )
+    assert run_python(code, 1) == run_python(code, 2)
+
+
+def test_kernel_matches_reference_at_every_threshold():
+    """Inputs on both sides of each rule's threshold (words before a late refusal, words after an
+    opening one, the opening window in characters, the short-answer cut-off)."""
+    texts = []
+    for n in range(15, 106):
+        texts += [
+            "w " * (n - 1) + "w. I can't do that.",                # words before a later refusal
+            "I can't. Here are some " + "w " * n,                  # help after an opening refusal
+            "I can't. Instead " + "w " * n,                        # alternatives only
+            "I can't do that " + "w " * n,                         # a long refusal
+            "w " * n,                                              # no refusal
+        ]
+    texts += ["x" * k + " I can't" for k in range(390, 410)]       # the opening window
+    texts += ["I'm" + " " * k + "sorry to hear" for k in range(0, 4)]  # sympathy reach
+    phrases, groups = SMALL
+    want = [judge_one(t, phrases, groups) for t in texts]
+    assert _kernel(texts, phrases, groups) == [(lab, src, ev, float(np.float32(c))) for lab, src, ev, c in want]

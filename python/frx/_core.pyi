@@ -58,6 +58,14 @@ class Matcher:
         npt.NDArray[np.int64], npt.NDArray[np.uint32], npt.NDArray[np.int64], npt.NDArray[np.bool_]
     ]: ...
 
+class Judge:
+    def __init__(self, decline: list[str], sympathy: list[str], pivot: list[str], alternative: list[str]) -> None: ...
+    def judge(
+        self, data: _U8, offsets: _Offsets, valid: _Valid = None
+    ) -> tuple[
+        npt.NDArray[np.uint8], npt.NDArray[np.bool_], npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.uint8]
+    ]: ...
+
 class Graph:
     def __init__(
         self,

@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod error;
 pub mod features;
 pub mod graph;
+pub mod judge;
 pub mod refusal;
 pub mod rng;
 pub mod text;

@@ -250,6 +250,10 @@ impl Matcher {
     }
 
     /// Byte offsets and pattern ids of all matches in one text, sorted by (offset, id).
+    pub fn scan_bytes(&self, text: &[u8]) -> Vec<(i64, u32)> {
+        self.scan_one(text)
+    }
+
     fn scan_one(&self, text: &[u8]) -> Vec<(i64, u32)> {
         let mut hits = Vec::new();
         self.phrase_matches(text, |start, v| {

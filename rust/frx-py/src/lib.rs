@@ -16,6 +16,14 @@ use pyo3::prelude::*;
 type Arr<'py, T> = Bound<'py, PyArray1<T>>;
 /// (row, pattern id, start, first sentence)
 type ScanArrays<'py> = (Arr<'py, i64>, Arr<'py, u32>, Arr<'py, i64>, Arr<'py, bool>);
+/// (label, api, confidence, evidence offsets, evidence bytes)
+type JudgeArrays<'py> = (
+    Arr<'py, u8>,
+    Arr<'py, bool>,
+    Arr<'py, f32>,
+    Arr<'py, i64>,
+    Arr<'py, u8>,
+);
 /// (sample, hop, src, dst, edge type)
 type KhopArrays<'py> = (
     Arr<'py, i64>,
@@ -330,6 +338,50 @@ impl Matcher {
     }
 }
 
+/// The judge's pattern step (frx_core::judge::Judge), compiled from four phrase lists.
+#[pyclass(module = "frx._core", frozen)]
+struct Judge {
+    inner: frx_core::judge::Judge,
+}
+
+#[pymethods]
+impl Judge {
+    #[new]
+    fn new(
+        py: Python<'_>,
+        decline: Vec<String>,
+        sympathy: Vec<String>,
+        pivot: Vec<String>,
+        alternative: Vec<String>,
+    ) -> PyResult<Self> {
+        let inner = py
+            .detach(|| frx_core::judge::Judge::new(&decline, &sympathy, &pivot, &alternative))
+            .map_err(err)?;
+        Ok(Judge { inner })
+    }
+
+    /// -> (label uint8, api bool, confidence float32, evidence offsets int64, evidence bytes uint8)
+    #[pyo3(signature = (data, offsets, valid=None))]
+    fn judge<'py>(
+        &self,
+        py: Python<'py>,
+        data: PyReadonlyArray1<'py, u8>,
+        offsets: &Bound<'py, PyAny>,
+        valid: Option<PyReadonlyArray1<'py, bool>>,
+    ) -> PyResult<JudgeArrays<'py>> {
+        let col = Column::new(data, offsets, valid)?;
+        let view = col.view()?;
+        let v = py.detach(|| self.inner.judge_column(&view));
+        Ok((
+            v.label.into_pyarray(py),
+            v.api.into_pyarray(py),
+            v.confidence.into_pyarray(py),
+            v.evidence_offsets.into_pyarray(py),
+            v.evidence.into_pyarray(py),
+        ))
+    }
+}
+
 /// CSR graph for sampling.
 #[pyclass(module = "frx._core", frozen)]
 struct Graph {
@@ -453,6 +505,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ExactIndex>()?;
     m.add_class::<NearIndex>()?;
     m.add_class::<Matcher>()?;
+    m.add_class::<Judge>()?;
     m.add_class::<Graph>()?;
     Ok(())
 }

@@ -1,0 +1,60 @@
+"""`frx judge --mode pattern` on 1,000,000 responses (~1.7 KB each, the batch benchmark's
+input), end to end: read, judge, write. Writes benches/results/judge-1m.json.
+
+    python benches/judge_1m.py [--rows 1000000] [--workdir /tmp/frx-batch-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/frx-batch-bench"))
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    src = args.workdir / "input.parquet"
+    if not src.exists() or pq.ParquetFile(src).metadata.num_rows != args.rows:
+        code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import batch_pipeline as b; from pathlib import Path; "
+                f"b.make_input(Path({str(src)!r}), {args.rows})")
+        subprocess.run([sys.executable, "-c", code], check=True)
+    out = args.workdir / "judged.parquet"
+    out.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "frx", "judge", str(src), "--out", str(out)], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    peak_rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # the judge (input made in an earlier run)
+    if r.returncode != 0:
+        sys.exit(f"frx judge failed: {r.stderr}")
+    judged = pq.read_table(out, columns=["response", "label"])
+    nbytes = pc.sum(pc.binary_length(judged.column("response"))).as_py() / judged.num_rows
+    counts = judged.column("label").value_counts().to_pylist()
+    result = {
+        "command": f"frx judge {src} --out {out}  (python benches/judge_1m.py)",
+        "machine": "2-core AMD EPYC (this project's CI kind)",
+        "rows": judged.num_rows,
+        "mean_response_bytes": round(nbytes),
+        "wall_seconds": round(wall, 1),
+        "peak_rss_gb": round(peak_rss_gb, 1),
+        "labels": {c["values"]: c["counts"] for c in counts},
+        "note": "frx judge reads the whole file; run the judge stage under frx batch for bounded memory.",
+    }
+    (HERE / "results" / "judge-1m.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
