@@ -339,6 +339,7 @@ def _agent(run: Run, step: str, table: pa.Table, use: str, params: dict[str, Any
                 "gpus": rc.gpus, "parallelism": rc.parallelism},
     })
     plan = make_plan(cfg, run.base)
+    plan.label = f"frx generate: {step}"
     stats = execute(plan, quiet=run.quiet)
     st = stats["stages"][1]
     run.counters[step] = dict(st["counters"])

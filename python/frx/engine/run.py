@@ -53,6 +53,7 @@ class Plan:
     schema: pa.Schema
     stages: list[Stage]
     run_dir: Path
+    label: str = "frx batch"  # names the run in progress lines
 
     @property
     def rows(self) -> int:
@@ -324,7 +325,7 @@ class _Progress:
 
     def shard_done(self, shard: Shard, stats: list[dict[str, Any]], done: int) -> None:
         if self.progress is None:
-            print(f"frx batch: shard {shard.index + 1}/{len(self.plan.shards)} done "
+            print(f"{self.plan.label}: shard {shard.index + 1}/{len(self.plan.shards)} done "
                   f"({shard.rows:,} rows in, {stats[-1]['rows_out'] if stats else shard.rows:,} out)", file=sys.stderr)
             return
         self.progress.update(self.tasks[0], completed=done)
