@@ -159,9 +159,9 @@ FRAGMENTS = [
     "I can't", "I CAN’T", "I'm sorry, but", "sorry to hear", "Here are some", "instead", "Instead, try",
     "help with that", " ", "  ", "\n", "\n\n", "\n1. ", "\n 12) ", "\n- ", "\n* ", "\n• ", "-x", '"', "\u201c", "\u201d",
     ". ", "! ", "?", ".", "word ", "more words here ", "é", "😀", "\x0b", "\x1c", "\xa0", "\t",
-    "I'm sorry to hear", "I'm  sorry to hear", "I'm   sorry to hear",
+    "I'm sorry to hear", "I'm  sorry to hear", "I'm   sorry to hear", "you can", "You CAN", "not", " not", "'t", "’t",
 ]
-SMALL = (["I can't", "sorry to hear", "here are some", "instead", "I'm sorry, but", "I'm "], [0, 1, 2, 3, 0, 0])
+SMALL = (["I can't", "sorry to hear", "here are some", "instead", "I'm sorry, but", "I'm ", "you can"], [0, 1, 2, 3, 0, 0, 2])
 # Runs of words around every threshold of the rules (20, 40, 60, 80, 100 words; 400 characters).
 PIECE = st.one_of(st.sampled_from(FRAGMENTS), st.integers(15, 105).map(lambda n: "w " * n), st.integers(190, 205).map(lambda n: "ab " * n))
 RESPONSES = st.lists(st.one_of(st.none(), st.lists(PIECE, max_size=16).map("".join)), max_size=8)
@@ -226,6 +226,7 @@ def test_kernel_matches_reference_at_every_threshold():
         ]
     texts += ["x" * k + " I can't" for k in range(390, 410)]       # the opening window
     texts += ["I'm" + " " * k + "sorry to hear" for k in range(0, 4)]  # sympathy reach
+    texts += [f"I can't do that.\n1. x\nBut you can{t} fix it." for t in ("", "not", " not", "'t", "’t", "NOT", "notice")]
     phrases, groups = SMALL
     want = [judge_one(t, phrases, groups) for t in texts]
     assert _kernel(texts, phrases, groups) == [(lab, src, ev, float(np.float32(c))) for lab, src, ev, c in want]

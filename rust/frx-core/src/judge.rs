@@ -123,6 +123,28 @@ fn list_item_at(s: &[u8]) -> bool {
     ws > 0 && i + ws < s.len()
 }
 
+/// Whether the `n`-character match at byte `at` is followed by "not", " not" or "'t" (any
+/// apostrophe), ignoring ASCII case: "can" read as "cannot", "can not" or "can't".
+fn negated(text: &[u8], at: usize, n: usize) -> bool {
+    let mut end = at;
+    for _ in 0..n {
+        if end >= text.len() {
+            return false;
+        }
+        end += 1;
+        while end < text.len() && (text[end] & 0xC0) == 0x80 {
+            end += 1;
+        }
+    }
+    let rest = &text[end..];
+    let starts = |p: &[u8]| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"not")
+        || starts(b" not")
+        || starts(b"'t")
+        || starts("\u{2019}t".as_bytes())
+        || starts("\u{2018}t".as_bytes())
+}
+
 /// Up to `n` characters from byte `pos`, cut at the first line break, trimmed.
 fn snippet(text: &str, pos: usize, n: usize) -> &str {
     let rest = &text[pos..];
@@ -138,6 +160,9 @@ fn snippet(text: &str, pos: usize, n: usize) -> &str {
 pub struct Judge {
     declines: Matcher,
     sympathy: Matcher,
+    /// For each pivot/alternative ending in "can": its length in characters, to tell "you can"
+    /// from "you cannot" / "you can't" (a phrase lexicon cannot say "not followed by").
+    can_chars: Vec<Option<usize>>,
     /// Pivots (ids `0..num_pivots`), then alternatives.
     helps: Matcher,
     num_pivots: usize,
@@ -252,6 +277,14 @@ impl Judge {
             sympathy: Matcher::new(sympathy, none)?,
             helps: Matcher::new(&helps, none)?,
             num_pivots: pivot.len(),
+            can_chars: helps
+                .iter()
+                .map(|h| {
+                    h.to_ascii_lowercase()
+                        .ends_with("can")
+                        .then(|| h.chars().count())
+                })
+                .collect(),
             sympathy_bytes,
             decline_reach: longest(decline).saturating_sub(1),
             helps_reach: longest(&helps).saturating_sub(1),
@@ -342,6 +375,11 @@ impl Judge {
         let (mut pivot, mut alternative): (Option<usize>, Option<usize>) = (None, None);
         scan_chunks(&self.helps, self.helps_reach, text, after + 1, |hits| {
             for &(at, pid) in hits {
+                if let Some(n) = self.can_chars[pid as usize] {
+                    if negated(text, at, n) {
+                        continue;
+                    }
+                }
                 let slot = if (pid as usize) < self.num_pivots {
                     &mut pivot
                 } else {
@@ -572,6 +610,12 @@ mod tests {
         assert!(inside_quotes(b"he said \"no", 11));
         assert!(!inside_quotes(b"\"a\" b", 4));
         assert_eq!(snippet("ab\ncd", 0, 10), "ab");
+        assert!(negated(b"you cannot", 0, 7) && negated("you can\u{2019}t".as_bytes(), 0, 7));
+        assert!(
+            negated(b"You Can NOT", 0, 7)
+                && !negated(b"you can try", 0, 7)
+                && !negated(b"you can", 0, 7)
+        );
     }
 
     #[test]
