@@ -27,15 +27,36 @@ def data(response_corpus):
     return texts, encoded, arr, sum(map(len, encoded))
 
 
-@pytest.fixture(scope="module")
-def hyperscan_db():
-    """The lexicon compiled for Hyperscan: caseless, UTF-8, both apostrophe spellings."""
+def compile_hyperscan(phrases: list[str]):
+    """A lexicon compiled for Hyperscan: caseless, UTF-8, both apostrophe spellings."""
     hyperscan = pytest.importorskip("hyperscan")
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    exprs = [re.escape(p).replace("\\'", "['\u2019]").encode() for p in PHRASES]
+    exprs = [re.escape(p).replace("\\'", "['\u2019]").encode() for p in phrases]
     flags = [hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8] * len(exprs)
     db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
     return db
+
+
+def hyperscan_rows(db, encoded: list[bytes]):
+    """A function that scans every row and collects every match (pattern, end), as frx's scan does."""
+    hits: list = []
+
+    def on_match(pid, start, end, flags, ctx):
+        hits.append((pid, end))
+        return 0
+
+    def run():
+        hits.clear()
+        for e in encoded:
+            db.scan(e, match_event_handler=on_match)
+        return len(hits)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def hyperscan_db():
+    return compile_hyperscan(PHRASES)
 
 
 @pytest.mark.benchmark(group="refusal scan")
@@ -57,20 +78,7 @@ def test_frx_any(benchmark, data):
 @pytest.mark.benchmark(group="refusal scan")
 def test_hyperscan_rows(benchmark, data, hyperscan_db):
     texts, encoded, _, nbytes = data
-    db = hyperscan_db
-    hits: list = []
-
-    def on_match(pid, start, end, flags, ctx):
-        hits.append((pid, end))
-        return 0
-
-    def run():
-        hits.clear()
-        for e in encoded:
-            db.scan(e, match_event_handler=on_match)
-        return len(hits)
-
-    n = benchmark(run)
+    n = benchmark(hyperscan_rows(hyperscan_db, encoded))
     record(benchmark, "hyperscan per row", items=len(texts), unit="rows", bytes=nbytes, matches=n)
 
 
@@ -155,25 +163,8 @@ def test_frx_scan_judge_lexicon(benchmark, data):
 @pytest.mark.benchmark(group="refusal judge")
 def test_hyperscan_judge_lexicon(benchmark, data):
     """Only finding the judge's phrases (no decision), per row, with Hyperscan."""
-    hyperscan = pytest.importorskip("hyperscan")
     texts, encoded, _, nbytes = data
-    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    exprs = [re.escape(p).replace("\\'", "['\u2019]").encode() for p in JUDGE_PHRASES]
-    db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
-               flags=[hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_UTF8] * len(exprs))
-    count = [0]
-
-    def on_match(pid, start, end, flags, ctx):
-        count[0] += 1
-        return 0
-
-    def run():
-        count[0] = 0
-        for e in encoded:
-            db.scan(e, match_event_handler=on_match)
-        return count[0]
-
-    n = benchmark(run)
+    n = benchmark(hyperscan_rows(compile_hyperscan(JUDGE_PHRASES), encoded))
     record(benchmark, "hyperscan scan of the judge's phrases (no decision)", items=len(texts), unit="rows", bytes=nbytes, matches=n)
 
 

@@ -237,6 +237,13 @@ def test_bad_seeds_and_configs(tmp_path):
         bad.write_text(text)
         r = run_frx("generate", "--config", bad)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = run_frx("generate", "--config", cfg, "--executor", "spark")
+    assert r.returncode == 2 and "run.executor" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run_frx("generate", "--config", cfg, "--set", "run.shard_rows=0")
+    assert r.returncode == 2 and "run.shard_rows" in r.stderr, r.stderr
+    # How it runs is not what it makes: another executor or shard size resumes the same run.
+    r = _gen(tmp_path, cfg, "--set", "run.shard_rows=7")
+    assert r.returncode == 0 and "done (resumed)" in r.stdout, r.stderr
     # Another config over the same output directory needs --restart.
     cfg.write_text(cfg.read_text().replace("rounds = 3", "rounds = 2"))
     r = _gen(tmp_path, cfg)

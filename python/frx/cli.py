@@ -386,15 +386,23 @@ def generate(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline config (TOML), e.g. examples/quickstart.toml.")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value, e.g. models.generator=vllm:Qwen/Qwen2.5-7B-Instruct. Repeatable.")] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Discard finished steps in the output directory and start again (cached model calls are still reused).")] = False,
+    executor: Annotated[Optional[str], typer.Option(help="local or ray: where the model steps run (overrides [run] executor).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray); default: a local Ray.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars inside the model steps: one log line per shard.")] = False,
 ) -> None:
     """Make over-refusal training data with the FalseReject method: seeds → entity graph → subgraphs → adversarial generator/discriminator → dedup + diversity → validation by a model pool → orchestrator → structured responses → dataset.
 
-    Every step records rows in/out and drop reasons (funnel.json); finished steps are skipped on a re-run and every model call is cached, so an interrupted run resumes without repeating calls. Writes OUT/dataset (Parquet, FalseReject schema + provenance, dataset card), OUT/graph, OUT/quality.{json,md}.
+    The model steps (extract_graph, adversarial_generate, validate_pool, orchestrate, respond) are frx batch stages run over shards of their input ([run] shard_rows), locally or on Ray. Every step records rows in/out and drop reasons (funnel.json); finished steps and shards are skipped on a re-run and every model call is cached, so an interrupted run resumes without repeating calls. Writes OUT/dataset (Parquet, FalseReject schema + provenance, dataset card), OUT/graph, OUT/quality.{json,md}.
     """
     from .generate import load_generate_config, run_generate
 
-    cfg, base = load_generate_config(config, list(set_ or []))
-    rep = run_generate(cfg, base, restart=restart, progress=lambda line: print(line, flush=True))
+    overrides = list(set_ or [])
+    if executor is not None:
+        overrides.append(f'run.executor="{executor}"')
+    if address is not None:
+        overrides.append(f'run.address="{address}"')
+    cfg, base = load_generate_config(config, overrides)
+    rep = run_generate(cfg, base, restart=restart, progress=lambda line: print(line, flush=True), quiet=quiet)
     import os
 
     out = Path(cfg.output.dir) if Path(cfg.output.dir).is_absolute() else (base / cfg.output.dir).resolve()
