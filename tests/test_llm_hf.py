@@ -129,3 +129,18 @@ def test_hf_structured_output_is_always_valid(tiny):
     assert all(r.parsed is not None and r.error is None for r in res), [r.error for r in res]
     ch = m.generate_structured(convs(), Structured(choices=("benign", "harmful")), attempts=1)
     assert all(r.parsed in ("benign", "harmful") for r in ch)
+
+
+def test_default_threads_follow_omp_num_threads(monkeypatch):
+    """Ray sets OMP_NUM_THREADS to each task's CPUs; the backend must not take every core then."""
+    import os
+
+    from frx.llm.hf import default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() == 1
+    for bad in ("", "0", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        assert default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() == len(os.sched_getaffinity(0))
