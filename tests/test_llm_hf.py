@@ -144,3 +144,30 @@ def test_default_threads_follow_omp_num_threads(monkeypatch):
         assert default_threads() == len(os.sched_getaffinity(0))
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_prompt_cache_gives_the_same_structured_output(tiny, monkeypatch):
+    """Reusing the prompt's keys and values for every gap of a guided decode is an optimisation
+    only: greedy outputs equal those of running every gap from the start."""
+    from pydantic import BaseModel, Field
+
+    from frx.llm import Structured
+    from frx.llm import hf
+
+    class Item(BaseModel):
+        name: str
+        kind: str = Field(json_schema_extra={"enum": ["tool", "place", "idea"]})
+
+    class Doc(BaseModel):
+        items: list[Item] = Field(min_length=1, max_length=3)
+        ok: bool
+
+    def run():
+        m = load_model(f"hf:{tiny}", cache=False)
+        res = m.generate_structured(convs(), Structured(schema=Doc), Sampling(max_new_tokens=6), attempts=1)
+        ch = m.generate_structured(convs(), Structured(choices=("benign", "harmful", "not sure")), attempts=1)
+        return [r.text for r in res] + [r.text for r in ch]
+
+    cached = run()
+    monkeypatch.setattr(hf._PromptCache, "at", lambda self, length: None)  # every gap from the start
+    assert run() == cached
