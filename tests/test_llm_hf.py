@@ -169,5 +169,5 @@ def test_prompt_cache_gives_the_same_structured_output(tiny, monkeypatch):
         return [r.text for r in res] + [r.text for r in ch]
 
     cached = run()
-    monkeypatch.setattr(hf._PromptCache, "at", lambda self, length: None)  # every gap from the start
+    monkeypatch.setattr(hf._Prefix, "cache_for", lambda self, n: None)  # every gap from the start
     assert run() == cached

@@ -10,6 +10,7 @@ Measure on your machine: the numbers move with torch versions and with other loa
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import time
 from pathlib import Path
@@ -55,36 +56,49 @@ def fingerprint(path: Path) -> str:
 def cache_kwarg(model: Any) -> str:
     """The name transformers gives the key/value cache argument and output field: ``cache``
     from 5.x on, ``past_key_values`` before."""
-    import inspect
-
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-class _PromptCache:
-    """The keys and values of a prompt (all but its last token), computed once and cut back to a
-    given length before each use: every gap of a guided decode reuses them. ``at(n)`` gives the
-    cache holding exactly the first ``n`` tokens, or None where the cache cannot be cut (e.g. a
-    sliding-window cache) — then callers run the whole sequence."""
+class _Prefix:
+    """What a guided decode has written so far, as tokens — the prompt, then each piece of JSON
+    tokenized as it is appended — with a key/value cache of them that grows with the text: a gap
+    costs only the new piece and its own tokens, never the prompt or the earlier JSON again.
+    ``cache_for(n)`` gives the cache holding exactly the first ``n`` tokens (cut back after a
+    call that went further, extended over new pieces), or None where the cache cannot be cut
+    (e.g. a sliding-window cache): then callers run the whole sequence."""
 
-    def __init__(self, model: Any, prompt_ids: list[int], device: str, torch: Any):
-        self.base = len(prompt_ids) - 1
-        self.cache = None
-        if self.base > 0:
-            with torch.inference_mode():
-                ids = torch.tensor([prompt_ids[:-1]], device=device)
-                self.cache = getattr(model(input_ids=ids, use_cache=True), cache_kwarg(model))
+    def __init__(self, backend: HFBackend, prompt_ids: list[int], torch: Any):
+        self.backend, self.torch = backend, torch
+        self.ids = list(prompt_ids)
+        self.text = ""
+        self.cache: Any = None
+        self.valid = 0  # the cache's first `valid` positions hold exactly ids[:valid]
+        self.usable = True
 
-    def at(self, length: int) -> Any:
-        if self.cache is None:
+    def sync(self, text: str) -> None:
+        """The decoder's text only grows: tokenize what was appended since the last call."""
+        piece = text[len(self.text):]
+        if piece:
+            self.ids += self.backend.tokenizer(piece, add_special_tokens=False)["input_ids"]
+        self.text = text
+
+    def cache_for(self, n: int) -> Any:
+        if not self.usable or n <= 0:
             return None
-        extra = self.cache.get_seq_length() - length
+        # Calls after the last one may have added tokens of their own (a generated string, an
+        # option): keep only what is known to match ``ids``, then run the rest of ``ids``.
+        keep = min(self.valid, n)
+        have = 0 if self.cache is None else self.cache.get_seq_length()
         try:
-            if extra > 0:
-                self.cache.crop(-extra)
+            if have > keep:
+                self.cache.crop(keep - have)
         except (ValueError, RuntimeError):
-            self.cache = None
+            self.usable, self.cache = False, None
             return None
-        return self.cache if self.cache.get_seq_length() == length else None
+        if keep < n:
+            self.cache = self.backend._forward(self.ids[keep:n], self.cache, self.torch, keep=1)[1]
+        self.valid = n
+        return self.cache
 
 
 class HFBackend(Backend):
@@ -158,6 +172,19 @@ class HFBackend(Backend):
                 out[i] = r
         return out  # type: ignore[return-value]
 
+    def _forward(self, ids: list[int], cache: Any, torch: Any, keep: int | None = None) -> tuple[Any, Any]:
+        """One pass over ``ids`` after ``cache`` (extended in place): (log-probabilities at the
+        last ``keep`` positions — all when None —, the cache). Computing only the logits needed
+        matters: over a 49k vocabulary they cost more than the rest of a small model."""
+        kw = cache_kwarg(self.model)
+        extra = {kw: cache}
+        if keep is not None and "logits_to_keep" in inspect.signature(self.model.forward).parameters:
+            extra["logits_to_keep"] = keep
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, **extra)
+        logits = out.logits[0] if keep is None else out.logits[0, -keep:]
+        return torch.log_softmax(logits.float(), dim=-1), getattr(out, kw)
+
     def _guided(self, conv: Conversation, sampling: Sampling, structured: Structured) -> Result:
         torch = _torch()
         t0 = time.perf_counter()
@@ -166,22 +193,19 @@ class HFBackend(Backend):
         prompt_ids = self.tokenizer(self.render(_with_instruction(conv, hint)), add_special_tokens=False)["input_ids"]
         used = [0]
         string_sampling = sampling.model_copy(update={"stop": ('"',), "max_new_tokens": min(sampling.max_new_tokens, MAX_STRING_TOKENS)})
-        # Every gap is filled after the same prompt: its keys and values are computed once and the
-        # cache is cut back to them before each gap (a gap costs the JSON written so far, not the
-        # whole prompt again).
-        prefix = _PromptCache(self.model, prompt_ids, self.device, torch)
-
-        def tokens(text: str) -> list[int]:
-            return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        prefix = _Prefix(self, prompt_ids, torch)
 
         def gen_string(text: str) -> str:
-            r = self._run_batch([prompt_ids + tokens(text)], string_sampling, torch, cache=prefix.at(prefix.base))[0]
+            prefix.sync(text)
+            cache = prefix.cache_for(len(prefix.ids) - 1)  # generate runs the last token itself
+            r = self._run_batch([prefix.ids], string_sampling, torch, cache=cache)[0]
             used[0] += r.completion_tokens
             return r.text
 
         def choose(text: str, options: list[str]) -> int:
+            prefix.sync(text)
             used[0] += 1
-            return self._choose(prompt_ids, tokens(text), options, torch, prefix)
+            return self._choose(prefix, options, torch)
 
         if structured.choices is not None:
             out = structured.choices[choose("", list(structured.choices))]
@@ -190,32 +214,44 @@ class HFBackend(Backend):
         return Result(text=out, finish_reason="stop", prompt_tokens=len(prompt_ids), completion_tokens=used[0],
                       latency_s=time.perf_counter() - t0)
 
-    def _choose(self, prompt_ids: list[int], text_ids: list[int], options: list[str], torch: Any, prefix: _PromptCache) -> int:
-        """The option with the highest mean token log-probability after the prompt and the text so
-        far: one pass over the text (the prompt's keys and values come from ``prefix``), then one
-        short pass per option longer than a token."""
+    def _choose(self, prefix: _Prefix, options: list[str], torch: Any) -> int:
+        """The option with the highest mean token log-probability after the text so far: the last
+        token's pass gives every option's first token, then one short pass per longer option."""
         opts = [self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
-
-        def forward(ids: list[int], cache: Any) -> Any:
-            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=cache is not None, **{cache_kwarg(self.model): cache})
-            return torch.log_softmax(out.logits[0].float(), dim=-1)
-
-        with torch.inference_mode():
-            cache = prefix.at(prefix.base)
-            start = prefix.base if cache is not None else 0
-            shared = prompt_ids[start:] + text_ids
-            first = forward(shared, cache)[-1]
-            scores = []
-            for o in opts:
-                if not o:
-                    scores.append(float("-inf"))
-                    continue
-                total = float(first[o[0]])
-                if len(o) > 1:
-                    cache = prefix.at(start + len(shared))
-                    lp = forward(o[:-1], cache) if cache is not None else forward(shared + o[:-1], None)[len(shared):]
-                    total += float(lp[torch.arange(len(o) - 1), torch.tensor(o[1:])].sum())
-                scores.append(total / len(o))
+        ids = prefix.ids
+        cache = prefix.cache_for(len(ids) - 1)
+        if cache is not None:
+            first = self._forward(ids[-1:], cache, torch, keep=1)[0][-1]
+            prefix.valid = len(ids)  # that pass ran the real last token
+        else:
+            first = self._forward(ids, None, torch, keep=1)[0][-1]
+        # The rest of every option longer than a token: one batched pass, the cache repeated per
+        # option (right padding: a pad after an option cannot change its earlier positions).
+        rest: dict[int, float] = {}
+        multi = [k for k, o in enumerate(opts) if len(o) > 1]
+        if multi:
+            cache = prefix.cache_for(len(ids))
+            width = max(len(opts[k]) - 1 for k in multi)
+            pad = self.tokenizer.pad_token_id
+            rows = [opts[k][:-1] + [pad] * (width - len(opts[k]) + 1) for k in multi]
+            kw = cache_kwarg(self.model)
+            with torch.inference_mode():
+                if cache is not None:
+                    cache.batch_repeat_interleave(len(multi))
+                    try:
+                        out = self.model(input_ids=torch.tensor(rows, device=self.device), use_cache=True, **{kw: cache})
+                    finally:
+                        cache.batch_select_indices(torch.tensor([0], device=self.device))
+                    logits = out.logits
+                else:
+                    out = self.model(input_ids=torch.tensor([ids + r for r in rows], device=self.device), use_cache=False)
+                    logits = out.logits[:, len(ids):]
+                lp = torch.log_softmax(logits.float(), dim=-1)
+            for j, k in enumerate(multi):
+                o = opts[k]
+                rest[k] = float(lp[j, torch.arange(len(o) - 1), torch.tensor(o[1:])].sum())
+        scores = [float(first[o[0]]) + rest.get(k, 0.0) if o else float("-inf") for k, o in enumerate(opts)]
+        scores = [sc / len(o) if o else sc for sc, o in zip(scores, opts)]
         return max(range(len(options)), key=lambda i: scores[i])
 
     def _run_batch(self, ids: list[list[int]], sampling: Sampling, torch: Any, cache: Any = None) -> list[Result]:
