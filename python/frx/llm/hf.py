@@ -53,12 +53,6 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_kwarg(model: Any) -> str:
-    """The name transformers gives the key/value cache argument and output field: ``cache``
-    from 5.x on, ``past_key_values`` before."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 class _Prefix:
     """What a guided decode has written so far, as tokens — the prompt, then each piece of JSON
     tokenized as it is appended — with a key/value cache of them that grows with the text: a gap
@@ -139,6 +133,11 @@ class HFBackend(Backend):
                 raise FrxError(f"cannot load model from {p}: {str(e).splitlines()[0]}") from None
             self.model_id = f"hf:{p.resolve()}@{fingerprint(p)}"
         self.model.eval()
+        # What this transformers version calls the key/value cache (``cache`` from 5.x on,
+        # ``past_key_values`` before), and whether a forward can skip logits it is not asked for.
+        params = inspect.signature(self.model.forward).parameters
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.logits_to_keep = "logits_to_keep" in params
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -176,9 +175,9 @@ class HFBackend(Backend):
         """One pass over ``ids`` after ``cache`` (extended in place): (log-probabilities at the
         last ``keep`` positions — all when None —, the cache). Computing only the logits needed
         matters: over a 49k vocabulary they cost more than the rest of a small model."""
-        kw = cache_kwarg(self.model)
+        kw = self.cache_kw
         extra = {kw: cache}
-        if keep is not None and "logits_to_keep" in inspect.signature(self.model.forward).parameters:
+        if keep is not None and self.logits_to_keep:
             extra["logits_to_keep"] = keep
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, **extra)
@@ -234,7 +233,7 @@ class HFBackend(Backend):
             width = max(len(opts[k]) - 1 for k in multi)
             pad = self.tokenizer.pad_token_id
             rows = [opts[k][:-1] + [pad] * (width - len(opts[k]) + 1) for k in multi]
-            kw = cache_kwarg(self.model)
+            kw = self.cache_kw
             with torch.inference_mode():
                 if cache is not None:
                     cache.batch_repeat_interleave(len(multi))
@@ -263,7 +262,7 @@ class HFBackend(Backend):
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
         kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "pad_token_id": pad}
         if cache is not None:
-            kwargs[cache_kwarg(self.model)] = cache
+            kwargs[self.cache_kw] = cache
         if sampling.temperature > 0:
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
         else:
