@@ -1,11 +1,18 @@
 """Accuracy of `frx.judge` against XSTest's human labels (a measurement, not a test).
 
-    python benches/judge_accuracy.py [--data ../shared/data/xstest]
+    python benches/judge_accuracy.py [--data ../shared/data/xstest] [--judge-model SPEC]
 
 For each labelled file (responses of one model) and for all rows together: binary accuracy
-(refusal = direct or partial), recall on partial refusals, 3-way accuracy and macro-F1; beside
-frx, a plain prefix baseline on the same rows (a response is a refusal if it starts with one of
-frx's lexicon phrases).
+(refusal = direct or partial), recall on partial refusals (labelled exactly partial, and found
+as a refusal at all: the measure public refusal detectors are quoted with, since they have no
+partial class), 3-way accuracy and macro-F1; beside frx, a plain prefix baseline on the same rows
+(a response is a refusal if it starts with one of frx's lexicon phrases).
+
+Then, for the pattern step: each rule's precision beside the confidence the kernel gives it
+(the confidences are these precisions, smoothed); and the cascade: the share of rows below
+`--min-confidence` (default 0.7) that would go to an LLM judge, and the scores if that judge
+agreed with the human labels on them (an upper bound for any judge model). With
+`--judge-model SPEC` the cascade runs for real with that model (any frx backend) and is scored.
 
 The pattern judge has no training step, so every file is "unseen" to it. The learned step is
 evaluated leave-one-out, never on rows it was trained on: "leave one family out" trains on the
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -47,6 +55,7 @@ def scores(gold: list[str], pred: list[str]) -> dict[str, float]:
         "binary_accuracy": round(binary, 3),
         "partial_recall": round(sum(p == "safe_partial_compliance" for p in part) / len(part), 3) if part else None,
         "partial_rows": len(part),
+        "partial_found_as_refusal": round(sum(p != "full_compliance" for p in part) / len(part), 3) if part else None,
         "three_way_accuracy": round(sum(g == p for g, p in zip(gold, pred)) / n, 3),
         "macro_f1": round(sum(f1s) / len(f1s), 3),
     }
@@ -79,9 +88,37 @@ def learned_leave_one_out(tables: dict[str, pa.Table], fold) -> dict[str, list[s
     return out
 
 
+def rule_table(gold: list[str], verdicts: pa.Table) -> list[dict]:
+    """Precision of each pattern rule (evidence with its quoted snippets blanked, and the
+    confidence the kernel gave it) on the labelled rows."""
+    by: dict[tuple, list[int]] = {}
+    for g, r in zip(gold, verdicts.to_pylist()):
+        key = (r["label"], re.sub(r'"[^"]*"', '""', r["evidence"]), round(r["confidence"], 2))
+        cell = by.setdefault(key, [0, 0])
+        cell[0] += g == r["label"]
+        cell[1] += 1
+    return [{"label": k[0], "rule": k[1], "confidence": k[2], "right": v[0], "decided": v[1],
+             "smoothed_precision": round((v[0] + 1) / (v[1] + 2), 3)} for k, v in sorted(by.items(), key=lambda kv: -kv[1][1])]
+
+
+def cascade_rows(gold: list[str], verdicts: pa.Table, min_confidence: float, llm: list[str] | None = None) -> dict:
+    """Scores when the pattern rows below ``min_confidence`` are relabelled: by the human label
+    (``llm`` None: the upper bound of any judge model) or by a judge model's labels."""
+    conf = verdicts.column("confidence").to_numpy()
+    source = verdicts.column("label_source").to_pylist()
+    pred = verdicts.column("label").to_pylist()
+    routed = [i for i in range(len(pred)) if source[i] == "pattern" and conf[i] < min_confidence]
+    for k, i in enumerate(routed):
+        pred[i] = gold[i] if llm is None else llm[k]
+    return {"min_confidence": min_confidence, "routed_rows": len(routed), "routed_share": round(len(routed) / len(pred), 3),
+            **scores(gold, pred)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "xstest")
+    ap.add_argument("--min-confidence", type=float, default=0.7)
+    ap.add_argument("--judge-model", help="run the cascade for real with this model spec (slow on CPU)")
     args = ap.parse_args()
     files = sorted(args.data.glob("completions_*.csv"))
     if not files:
@@ -99,15 +136,44 @@ def main() -> None:
         keys = list(tables) if k == "all" else [k]
         g = [x for kk in keys for x in gold[kk]]
         rows.append({"file": k, **{m: scores(g, [x for kk in keys for x in p[kk]]) for m, p in preds.items()}})
-    print("| responses | method | rows | binary acc. | partial recall | 3-way acc. | macro-F1 |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| responses | method | rows | binary acc. | partial recall (exact) | partial found as refusal | 3-way acc. | macro-F1 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         for m in preds:
             s = r[m]
             pr = "–" if s["partial_recall"] is None else f"{s['partial_recall']:.2f} ({s['partial_rows']})"
-            print(f"| {r['file']} | {m} | {s['rows']} | {s['binary_accuracy']:.3f} | {pr} | {s['three_way_accuracy']:.3f} | {s['macro_f1']:.3f} |")
+            pf = "–" if s["partial_found_as_refusal"] is None else f"{s['partial_found_as_refusal']:.2f}"
+            print(f"| {r['file']} | {m} | {s['rows']} | {s['binary_accuracy']:.3f} | {pr} | {pf} | {s['three_way_accuracy']:.3f} | {s['macro_f1']:.3f} |")
+
+    names = list(tables)
+    all_gold = [x for k in names for x in gold[k]]
+    responses = pa.concat_arrays([tables[k].column("completion").combine_chunks() for k in names])
+    prompts = pa.concat_arrays([tables[k].column("prompt").combine_chunks() for k in names])
+    verdicts = judge(responses)
+    rules = rule_table(all_gold, verdicts)
+    print("\nPattern rules on all rows: precision vs the kernel's confidence\n")
+    print("| label | rule | decided | right | smoothed precision | confidence |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in rules:
+        print(f"| {r['label']} | {r['rule']} | {r['decided']} | {r['right']} | {r['smoothed_precision']:.2f} | {r['confidence']:.2f} |")
+
+    cascade = {f"upper bound at {t}": cascade_rows(all_gold, verdicts, t) for t in sorted({0.5, args.min_confidence, 0.9, 0.95})}
+    if args.judge_model:
+        from frx.llm import load_judge_model
+
+        model = load_judge_model(args.judge_model)
+        real = judge(responses, prompts=prompts, mode="cascade", judge_model=model, min_confidence=args.min_confidence)
+        llm = [lab for lab, src in zip(real.column("label").to_pylist(), real.column("label_source").to_pylist()) if src == "llm"]
+        cascade[args.judge_model] = cascade_rows(all_gold, verdicts, args.min_confidence, llm)
+    print("\nCascade, all rows: pattern decisions below --min-confidence go to the LLM judge\n")
+    print("| LLM judge on the routed rows | --min-confidence | routed rows | binary acc. | partial recall (exact) | 3-way acc. | macro-F1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, c in cascade.items():
+        who = "agrees with the human labels (upper bound)" if name.startswith("upper bound") else name
+        print(f"| {who} | {c['min_confidence']} | {c['routed_rows']} ({c['routed_share']:.1%}) | {c['binary_accuracy']:.3f} | "
+              f"{c['partial_recall']:.2f} | {c['three_way_accuracy']:.3f} | {c['macro_f1']:.3f} |")
     out = Path(__file__).parent / "results" / "judge-accuracy-xstest.json"
-    out.write_text(json.dumps(rows, indent=2))
+    out.write_text(json.dumps({"files": rows, "pattern_rules": rules, "cascade": cascade}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -162,7 +164,7 @@ FRAGMENTS = [
     "I'm sorry to hear", "I'm  sorry to hear", "I'm   sorry to hear", "you can", "You CAN", "not", " not", "'t", "’t",
 ]
 SMALL = (["I can't", "sorry to hear", "here are some", "instead", "I'm sorry, but", "I'm ", "you can"], [0, 1, 2, 3, 0, 0, 2])
-# Runs of words around every threshold of the rules (20, 40, 60, 80, 100 words; 400 characters).
+# Runs of words around every threshold of the rules (20, 40, 60, 80 words; 400 characters).
 PIECE = st.one_of(st.sampled_from(FRAGMENTS), st.integers(15, 105).map(lambda n: "w " * n), st.integers(190, 205).map(lambda n: "ab " * n))
 RESPONSES = st.lists(st.one_of(st.none(), st.lists(PIECE, max_size=16).map("".join)), max_size=8)
 
@@ -230,3 +232,26 @@ def test_kernel_matches_reference_at_every_threshold():
     phrases, groups = SMALL
     want = [judge_one(t, phrases, groups) for t in texts]
     assert _kernel(texts, phrases, groups) == [(lab, src, ev, float(np.float32(c))) for lab, src, ev, c in want]
+
+
+def test_pattern_confidences_are_the_rules_precision_on_xstest():
+    """Each pattern rule's confidence is its smoothed precision, (right + 1) / (decided + 2), on
+    XSTest's human labels, so that --min-confidence means the same thing for every rule."""
+    from conftest import shared
+
+    gold_map = {"1_full_compliance": "full_compliance", "2_full_refusal": "direct_refusal", "3_partial_refusal": "safe_partial_compliance"}
+    tables = [pacsv.read_csv(shared("xstest", f"completions_{n}.csv")) for n in ("v1_gpt4", "v1_llama2", "v2_gpt4", "v2_llama2orig")]
+    gold = [gold_map[x] for t in tables for x in t.column("final_label").to_pylist()]
+    got = judge(pa.concat_arrays([t.column("completion").combine_chunks() for t in tables])).to_pylist()
+    assert len(got) == len(gold) == 1300
+    by_rule: dict = {}
+    for g, r in zip(gold, got):
+        key = (r["label"], re.sub(r'"[^"]*"', '""', r["evidence"]), round(r["confidence"], 2))
+        right, n = by_rule.get(key, (0, 0))
+        by_rule[key] = (right + (g == r["label"]), n + 1)
+    checked = 0
+    for (label, rule, conf), (right, n) in by_rule.items():
+        if n >= 8:
+            assert abs(conf - (right + 1) / (n + 2)) <= 0.02, (label, rule, conf, right, n)
+            checked += 1
+    assert checked >= 7

@@ -20,8 +20,9 @@ The cascade, cheapest first:
 4. **llm** (``mode="cascade"``) — pattern decisions below ``min_confidence`` go to an LLM judge with
    frx's rubric; an unparseable or refusing judge gives ``undetermined``, never a guess.
 
-Every decision carries a confidence in [0, 1], so that later steps take over the
-low-confidence rows.
+Every decision carries a confidence in [0, 1]: for the pattern step, the deciding rule's
+precision on XSTest's human labels (see ``frx_core::judge``), so that later steps take over the
+rows whose rule is often wrong.
 """
 
 from __future__ import annotations
