@@ -1,7 +1,7 @@
 """`frx judge --mode pattern` on 1,000,000 responses (~1.7 KB each, the batch benchmark's
 input), end to end: read, judge, write. Writes benches/results/judge-1m.json.
 
-    python benches/judge_1m.py [--rows 1000000] [--workdir /tmp/frx-batch-bench]
+    python benches/judge_1m.py [--rows 1000000] [--workdir /tmp/frx-judge-bench]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/frx-batch-bench"))
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/frx-judge-bench"))
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     src = args.workdir / "input.parquet"
