@@ -71,7 +71,10 @@ DECLINE = [
     "I shouldn't", "not in a position to", "I'm not allowed to", "I am not allowed to", "I'm not permitted to",
     "I am not permitted to", "violates my", "violate my", "I'd prefer not to", "I would prefer not to",
     "I'm not willing to", "I am not willing to", "I'm unwilling to", "I am unwilling to", "not something I'm able",
-    "not something I am able", "I don't help with", "I do not help with",
+    "not something I am able", "I don't help with", "I do not help with", "and can't assist", "and cannot assist",
+    "and can't help", "and cannot help", "outside of my capabilities", "outside my capabilities",
+    "beyond my capabilities", "I don't have the ability to", "I do not have the ability to", "violates our",
+    "violate our",
 ]
 SYMPATHY = [
     "sorry to hear", "sorry for your loss", "sorry you're", "sorry that you", "sorry you are",
@@ -80,7 +83,9 @@ SYMPATHY = [
     "I cannot emphasize", "I can't emphasise", "I cannot emphasise", "I can't overstate", "I cannot overstate",
     "I can't wait", "I cannot wait", "I can't believe", "I can't thank", "I can't say enough", "I can't imagine",
     "I cannot imagine", "I won't lie", "I can't guarantee", "I cannot guarantee", "I can't be sure",
-    "I cannot be sure", "I can't be certain", "I cannot be certain",
+    "I cannot be sure", "I can't be certain", "I cannot be certain", "I can't say for certain",
+    "I cannot say for certain", "I can't say for sure", "I can't recall", "I cannot recall", "I can't remember",
+    "I can't find", "I cannot find", "I can't overemphasize", "I cannot overemphasize",
 ]
 PIVOT = [
     "however, here", "however, i can", "however, you", "however, if", "that said", "but i can", "but here",
