@@ -157,6 +157,10 @@ def test_cli_keeps_rows_and_columns(tmp_path):
     assert t.column("id").to_pylist() == orig.column("id").to_pylist()
     assert {"label", "label_source", "evidence", "confidence"} <= set(t.column_names)
     assert "direct refusal" in r.stdout
+    counts = {lab: t.column("label").to_pylist().count(lab) for lab in LABELS}
+    for lab, n in counts.items():  # the printed counts are the written labels'
+        assert re.search(rf"{lab.replace('_', ' ')}\s+{n:,}\b", r.stdout), (lab, n, r.stdout)
+    assert re.search(rf"decided by pattern\s+{t.column('label_source').to_pylist().count('pattern'):,}\b", r.stdout)
     bad = run_frx("judge", src, "--out", tmp_path / "x.parquet", "--response-column", "nope")
     assert bad.returncode == 2 and "column 'nope' not found" in bad.stderr
     assert not (tmp_path / "x.parquet").exists()

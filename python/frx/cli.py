@@ -238,10 +238,13 @@ def judge(
                         judge_model=model, min_confidence=min_confidence)
     table = put_columns(table, {name: verdict.column(name) for name in verdict.column_names})
     write_parquet(table, out)
-    counts = {k: 0 for k in LABELS}
-    for label in verdict.column("label").to_pylist():
-        counts[label] += 1
-    _summary(f"frx judge → {out}", [("rows", table.num_rows)] + [(k.replace("_", " "), v) for k, v in counts.items()])
+    def tally(column: str) -> dict[str, int]:
+        return {c["values"]: c["counts"] for c in verdict.column(column).value_counts().to_pylist()}
+
+    labels, sources = tally("label"), tally("label_source")
+    _summary(f"frx judge → {out}", [("rows", table.num_rows)]
+             + [(k.replace("_", " "), labels.get(k, 0)) for k in LABELS]
+             + [(f"decided by {k}", sources[k]) for k in ("api", "pattern", "learned", "llm") if sources.get(k)])
 
 
 @app.command("judge-train")
