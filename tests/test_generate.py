@@ -344,12 +344,16 @@ def test_model_steps_run_as_sharded_batch_runs_and_resume_shard_by_shard(tmp_pat
     r = _gen(tmp_path, cfg, env={**_env(tmp_path), "FRX_FAULT": "3:data"})
     assert r.returncode == -signal.SIGKILL, r.stderr
     manifest = json.loads((tmp_path / "out" / "steps" / "01-extract_graph" / "manifest.json").read_text())
-    assert sorted(manifest["done"]) == ["0", "1", "2"]
+    # Shards are recorded by the main thread as their background writes finish, so shard 2 may
+    # be written but not yet recorded when shard 3's write dies (it is then computed again,
+    # from cached calls); shards 0 and 1 are always recorded.
+    done = sorted(manifest["done"])
+    assert done in (["0", "1"], ["0", "1", "2"]), done
     assert 16 <= _calls(tmp_path) < uninterrupted  # at least four shards of four seeds were asked (the next may be under way)
     r = _gen(tmp_path, cfg)
     assert r.returncode == 0, r.stderr
     stats = json.loads((tmp_path / "out" / "steps" / "01-extract_graph" / "stats.json").read_text())
-    assert stats["shards"] == 5 and stats["shards_computed_this_invocation"] == 2
+    assert stats["shards"] == 5 and stats["shards_computed_this_invocation"] == 5 - len(done)
     # Finished shards' calls all came from the cache; only the shard in flight at the kill (its
     # four calls made, their answers not yet cached) may have been asked again.
     assert uninterrupted <= _calls(tmp_path) <= uninterrupted + 4
