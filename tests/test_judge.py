@@ -119,6 +119,26 @@ def test_reasoning_block_is_skipped():
     assert got[5]["evidence"] == "empty response"
 
 
+def test_chunked_column_judged_chunk_by_chunk_equals_one_array(monkeypatch):
+    import frx.judge as fj
+
+    monkeypatch.setattr(fj, "_MIN_PART_ROWS", 3)  # small parts, joined runs of small chunks
+    texts = ["I can't help with that.", None, "Sure: run `kill <pid>`.", "", "<think>x</think>I won't.", "ok"] * 5
+    reasons = ["stop", None, "content_filter", "stop", "stop", "refusal"] * 5
+    sizes = [1, 2, 1, 7, 4, 15]
+    chunks, at = [], 0
+    for k in sizes:
+        chunks.append(pa.array(texts[at : at + k], pa.string()))
+        at += k
+    col = pa.chunked_array(chunks)
+    assert len(fj._parts(col)) > 1
+    for fr in (None, reasons):
+        got, want = judge(col, fr), judge(pa.array(texts, pa.string()), fr)
+        assert got.to_pylist() == want.to_pylist()
+    with pytest.raises(FrxError, match="expected a string column"):
+        judge(pa.chunked_array([pa.array([1, 2]), pa.array([3])]))
+
+
 def test_api_finish_reasons():
     assert labels(["Sure, here you go.", "partial text", "ok"], ["stop", "content_filter", None]) == [
         "full_compliance", "direct_refusal", "full_compliance"

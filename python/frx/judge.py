@@ -244,13 +244,10 @@ def _judge_patterns(responses: Any, finish_reasons: Any = None) -> pa.Table:
     """The api and pattern steps (see :func:`judge`): one call into the Rust kernel
     (``frx_core::judge``), which scans and decides every row in parallel; provider finish
     reasons are applied on top."""
-    b = buffers(responses, "responses")
-    n = len(b.offsets) - 1
-    codes, api, confidence, ev_off, ev_data = _kernel().judge(*b)
-    if ev_off[-1] < 2**31:
-        evidence = pa.StringArray.from_buffers(n, pa.py_buffer(ev_off.astype(np.int32)), pa.py_buffer(ev_data))
-    else:
-        evidence = pa.LargeStringArray.from_buffers(n, pa.py_buffer(ev_off), pa.py_buffer(ev_data)).cast(pa.string())
+    parts = [_kernel_part(part) for part in _parts(responses)]
+    codes, api, confidence = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    evidence = parts[0][3] if len(parts) == 1 else pa.chunked_array([p[3] for p in parts], pa.string())
+    n = len(codes)
     if finish_reasons is not None:
         fr = to_string_array(finish_reasons, "finish reasons")
         if len(fr) != n:
@@ -270,3 +267,31 @@ def _judge_patterns(responses: Any, finish_reasons: Any = None) -> pa.Table:
         "evidence": evidence,
         "confidence": pa.array(confidence, pa.float32()),
     })
+
+
+_MIN_PART_ROWS = 1 << 14
+
+
+def _parts(responses: Any) -> list[Any]:
+    """A chunked column judged chunk by chunk, so a table read from a file (many chunks) is
+    never copied into one buffer; runs of small chunks are joined first."""
+    if not isinstance(responses, pa.ChunkedArray) or responses.num_chunks < 2:
+        return [responses]
+    groups: list[list[pa.Array]] = [[]]
+    for chunk in responses.chunks:
+        if sum(len(c) for c in groups[-1]) >= _MIN_PART_ROWS:
+            groups.append([])
+        groups[-1].append(chunk)
+    return [g[0] if len(g) == 1 else pa.chunked_array(g, responses.type) for g in groups]
+
+
+def _kernel_part(part: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]:
+    """The kernel over one contiguous part: label codes, api flags, confidences, evidence."""
+    b = buffers(part, "responses")
+    n = len(b.offsets) - 1
+    codes, api, confidence, ev_off, ev_data = _kernel().judge(*b)
+    if ev_off[-1] < 2**31:
+        evidence = pa.StringArray.from_buffers(n, pa.py_buffer(ev_off.astype(np.int32)), pa.py_buffer(ev_data))
+    else:
+        evidence = pa.LargeStringArray.from_buffers(n, pa.py_buffer(ev_off), pa.py_buffer(ev_data)).cast(pa.string())
+    return codes, api, confidence, evidence
