@@ -238,6 +238,7 @@ def judge(
                         judge_model=model, min_confidence=min_confidence)
     table = put_columns(table, {name: verdict.column(name) for name in verdict.column_names})
     write_parquet(table, out)
+
     def tally(column: str) -> dict[str, int]:
         return {c["values"]: c["counts"] for c in verdict.column(column).value_counts().to_pylist()}
 
