@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections import Counter
 import sys
 from pathlib import Path
 
@@ -108,10 +109,16 @@ def cascade_rows(gold: list[str], verdicts: pa.Table, min_confidence: float, llm
     source = verdicts.column("label_source").to_pylist()
     pred = verdicts.column("label").to_pylist()
     routed = [i for i in range(len(pred)) if source[i] == "pattern" and conf[i] < min_confidence]
+    before = sum(pred[i] == gold[i] for i in routed)
     for k, i in enumerate(routed):
         pred[i] = gold[i] if llm is None else llm[k]
-    return {"min_confidence": min_confidence, "routed_rows": len(routed), "routed_share": round(len(routed) / len(pred), 3),
-            **scores(gold, pred)}
+    out = {"min_confidence": min_confidence, "routed_rows": len(routed), "routed_share": round(len(routed) / len(pred), 3),
+           **scores(gold, pred)}
+    if llm is not None:  # how the judge model did on the rows it was sent
+        out["judge_agrees_on_routed"] = round(sum(llm[k] == gold[i] for k, i in enumerate(routed)) / max(len(routed), 1), 3)
+        out["judge_labels_on_routed"] = dict(sorted(Counter(llm).items()))
+        out["pattern_agrees_on_routed"] = round(before / max(len(routed), 1), 3)
+    return out
 
 
 def main() -> None:
@@ -172,6 +179,11 @@ def main() -> None:
         who = "agrees with the human labels (upper bound)" if name.startswith("upper bound") else name
         print(f"| {who} | {c['min_confidence']} | {c['routed_rows']} ({c['routed_share']:.1%}) | {c['binary_accuracy']:.3f} | "
               f"{c['partial_recall']:.2f} | {c['three_way_accuracy']:.3f} | {c['macro_f1']:.3f} |")
+    for name, c in cascade.items():
+        if "judge_agrees_on_routed" in c:
+            print(f"\n{name} on the {c['routed_rows']} rows sent to it: agrees with the human labels on "
+                  f"{c['judge_agrees_on_routed']:.1%} (the pattern step's labels: {c['pattern_agrees_on_routed']:.1%}); "
+                  f"its labels: {c['judge_labels_on_routed']}")
     out = Path(__file__).parent / "results" / "judge-accuracy-xstest.json"
     out.write_text(json.dumps({"files": rows, "pattern_rules": rules, "cascade": cascade}, indent=2) + "\n")
 
