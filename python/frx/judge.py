@@ -74,7 +74,14 @@ DECLINE = [
     "not something I am able", "I don't help with", "I do not help with", "and can't assist", "and cannot assist",
     "and can't help", "and cannot help", "outside of my capabilities", "outside my capabilities",
     "beyond my capabilities", "I don't have the ability to", "I do not have the ability to", "violates our",
-    "violate our",
+    "violate our", "not something I'm comfortable", "not something I am comfortable", "not something I'll",
+    "not something I will", "wouldn't be appropriate for me", "would not be appropriate for me",
+    "inappropriate for me to", "I'll have to pass", "I will have to pass", "I'm going to pass on",
+    "I am going to pass on", "I'll pass on this", "I don't think I can help", "I do not think I can help",
+    "I'm designed to avoid", "I am designed to avoid", "I'm programmed not to", "I am programmed not to",
+    "I'd prefer to steer clear", "I'd rather steer clear", "I don't feel right", "I do not feel right",
+    "outside what I can help", "outside the scope of what I can help", "I can only help with",
+    "I can only assist with", "I'm only able to help with",
 ]
 SYMPATHY = [
     "sorry to hear", "sorry for your loss", "sorry you're", "sorry that you", "sorry you are",
