@@ -127,6 +127,7 @@ def bad_cases(tmp_path, path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
     pq.write_table(pa.table({"prompt": [1, 2]}), tmp_path / "ints.parquet")
+    (tmp_path / "latin1.csv").write_bytes("prompt,response\nq,fine\nr,caf\u00e9 is open\n".encode("latin-1"))
     out = tmp_path / "out.parquet"
     return [
         (["dedup", tmp_path / "missing.parquet", "--out", out], "not found"),
@@ -134,6 +135,7 @@ def bad_cases(tmp_path, path):
         (["dedup", tmp_path / "broken.parquet", "--out", out], "cannot read"),
         (["dedup", path, "--out", out, "--column", "nope"], "column 'nope' not found"),
         (["dedup", tmp_path / "ints.parquet", "--out", out], "not text"),
+        (["judge", tmp_path / "latin1.csv", "--out", out], "is not valid UTF-8 text (row 2)"),
         (["dedup", path, "--out", out, "--near-threshold", "0"], "threshold"),
         (["dedup", path, "--out", out, "--near-threshold", "1.5"], "threshold"),
         (["dedup", path, "--out", path], "same file"),

@@ -69,7 +69,21 @@ def _string_column(table: pa.Table, column: str, path: Path) -> None:
     t = table.schema.field(column).type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
             or pa.types.is_string_view(t)):
+        if pa.types.is_binary(t) or pa.types.is_large_binary(t):  # how Arrow reads a CSV that is not UTF-8
+            raise FrxError(f"column {column!r} in {path} is not valid UTF-8 text (row {_first_non_utf8(table[column]) + 1}); "
+                           "re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8")
         raise FrxError(f"column {column!r} in {path} holds {t}, not text")
+
+
+def _first_non_utf8(col: pa.ChunkedArray) -> int:
+    """Index of the first value that does not decode as UTF-8 (-1 if none)."""
+    for i, v in enumerate(col.to_pylist()):
+        if v is not None:
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError:
+                return i
+    return -1
 
 
 def _summary(title: str, rows: list[tuple[str, object]]) -> None:
