@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import Counter
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow as pa
 
 from frx.classifier import Classifier
-from frx.judge import _judge_patterns, judge
+from frx.judge import _judge_patterns, judge, rule_of
 from frx.refusal import load_lexicon
 
 MAP = {"1_full_compliance": "full_compliance", "2_full_refusal": "direct_refusal", "3_partial_refusal": "safe_partial_compliance"}
@@ -94,7 +93,7 @@ def rule_table(gold: list[str], verdicts: pa.Table) -> list[dict]:
     confidence the kernel gave it) on the labelled rows."""
     by: dict[tuple, list[int]] = {}
     for g, r in zip(gold, verdicts.to_pylist()):
-        key = (r["label"], re.sub(r'"[^"]*"', '""', r["evidence"]), round(r["confidence"], 2))
+        key = (r["label"], rule_of(r["evidence"]), round(r["confidence"], 2))
         cell = by.setdefault(key, [0, 0])
         cell[0] += g == r["label"]
         cell[1] += 1

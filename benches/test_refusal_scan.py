@@ -11,7 +11,7 @@ import re
 import pytest
 
 from conftest import record
-from frx.judge import ALTERNATIVE, DECLINE, PIVOT, SYMPATHY, judge
+from frx.judge import ALTERNATIVE, DECLINE, HEDGE, PIVOT, SYMPATHY, judge
 from frx.refusal import Matcher, load_lexicon
 
 PHRASES, _ = load_lexicon()
@@ -141,7 +141,7 @@ def test_python_re(benchmark, data):
 
 # ---- the whole pattern step of the judge: find the phrases and decide a label per row ----------
 
-JUDGE_PHRASES = DECLINE + SYMPATHY + PIVOT + ALTERNATIVE
+JUDGE_PHRASES = DECLINE + SYMPATHY + PIVOT + ALTERNATIVE + HEDGE
 
 
 @pytest.mark.benchmark(group="refusal judge")

@@ -59,7 +59,9 @@ class Matcher:
     ]: ...
 
 class Judge:
-    def __init__(self, decline: list[str], sympathy: list[str], pivot: list[str], alternative: list[str]) -> None: ...
+    def __init__(
+        self, decline: list[str], sympathy: list[str], pivot: list[str], alternative: list[str], hedge: list[str]
+    ) -> None: ...
     def judge(
         self, data: _U8, offsets: _Offsets, valid: _Valid = None
     ) -> tuple[

@@ -338,7 +338,7 @@ impl Matcher {
     }
 }
 
-/// The judge's pattern step (frx_core::judge::Judge), compiled from four phrase lists.
+/// The judge's pattern step (frx_core::judge::Judge), compiled from five phrase lists.
 #[pyclass(module = "frx._core", frozen)]
 struct Judge {
     inner: frx_core::judge::Judge,
@@ -353,9 +353,12 @@ impl Judge {
         sympathy: Vec<String>,
         pivot: Vec<String>,
         alternative: Vec<String>,
+        hedge: Vec<String>,
     ) -> PyResult<Self> {
         let inner = py
-            .detach(|| frx_core::judge::Judge::new(&decline, &sympathy, &pivot, &alternative))
+            .detach(|| {
+                frx_core::judge::Judge::new(&decline, &sympathy, &pivot, &alternative, &hedge)
+            })
             .map_err(err)?;
         Ok(Judge { inner })
     }
