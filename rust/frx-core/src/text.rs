@@ -344,7 +344,10 @@ mod tests {
         let err = StrColumn::new(data, Offsets::I64(&offsets), None)
             .err()
             .expect("invalid");
-        assert!(err.to_string().contains("row 2 is not valid UTF-8"), "{err}");
+        assert!(
+            err.to_string().contains("row 2 is not valid UTF-8"),
+            "{err}"
+        );
         let fixed = b"okfine\xc3\xa9x\xc3\xa9";
         let offsets = [0i64, 2, 6, 8, 9, 11];
         assert!(StrColumn::new(fixed, Offsets::I64(&offsets), None).is_ok());
