@@ -341,9 +341,9 @@ mod tests {
     fn invalid_utf8_inside_a_row_names_the_row() {
         let data = b"okfine\xe9x\xc3\xa9";
         let offsets = [0i64, 2, 6, 8, 10];
-        let err = StrColumn::new(data, Offsets::I64(&offsets), None)
-            .err()
-            .expect("invalid");
+        let Err(err) = StrColumn::new(data, Offsets::I64(&offsets), None) else {
+            panic!("an invalid byte inside row 2 was accepted");
+        };
         assert!(
             err.to_string().contains("row 2 is not valid UTF-8"),
             "{err}"
