@@ -69,8 +69,9 @@ def _string_column(table: pa.Table, column: str, path: Path) -> None:
     t = table.schema.field(column).type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
             or pa.types.is_string_view(t)):
-        if pa.types.is_binary(t) or pa.types.is_large_binary(t):  # how Arrow reads a CSV that is not UTF-8
-            raise FrxError(f"column {column!r} in {path} is not valid UTF-8 text (row {_first_non_utf8(table[column]) + 1}); "
+        bad = _first_non_utf8(table[column]) if pa.types.is_binary(t) or pa.types.is_large_binary(t) else -1
+        if bad >= 0:  # how Arrow reads a CSV that is not UTF-8
+            raise FrxError(f"column {column!r} in {path} is not valid UTF-8 text (row {bad + 1}); "
                            "re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8")
         raise FrxError(f"column {column!r} in {path} holds {t}, not text")
 
