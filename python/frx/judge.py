@@ -85,7 +85,8 @@ DECLINE = [
     "I'm designed to avoid", "I am designed to avoid", "I'm programmed not to", "I am programmed not to",
     "I'd prefer to steer clear", "I'd rather steer clear", "I don't feel right", "I do not feel right",
     "outside what I can help", "outside the scope of what I can help", "I can only help with",
-    "I can only assist with", "I'm only able to help with",
+    "I can only assist with", "I'm only able to help with", "I'd be uncomfortable", "I would be uncomfortable",
+    "I'm uncomfortable", "I am uncomfortable", "Apologies, but", "I don't engage in", "I do not engage in",
 ]
 SYMPATHY = [
     "sorry to hear", "sorry for your loss", "sorry you're", "sorry that you", "sorry you are",
