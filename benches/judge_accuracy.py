@@ -33,7 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow as pa
 
 from frx.classifier import Classifier
-from frx.judge import _judge_patterns, judge, rule_of
+from frx.judge import judge, rule_of
 from frx.refusal import load_lexicon
 
 MAP = {"1_full_compliance": "full_compliance", "2_full_refusal": "direct_refusal", "3_partial_refusal": "safe_partial_compliance"}
@@ -75,13 +75,12 @@ def family(name: str) -> str:
     return "gpt4" if "gpt4" in name else "llama2"
 
 
-def learned_leave_one_out(tables: dict[str, pa.Table], fold) -> dict[str, list[str]]:
+def learned_leave_one_out(tables: dict[str, pa.Table], fold, **fit_args) -> dict[str, list[str]]:
     """Labels from the learned mode for each file, trained without the rows of its fold."""
     out = {}
     for hold in sorted({fold(k) for k in tables}):
         train = pa.concat_tables([t for k, t in tables.items() if fold(k) != hold])
-        pattern = _judge_patterns(train.column("completion"))
-        clf = Classifier.fit(train.column("completion"), pattern, train.column("final_label").to_pylist())
+        clf = Classifier.train(train.column("completion"), train.column("final_label").to_pylist(), **fit_args)
         for k, t in tables.items():
             if fold(k) == hold:
                 out[k] = judge(t.column("completion"), mode="learned", classifier=clf).column("label").to_pylist()
@@ -135,6 +134,8 @@ def main() -> None:
         "frx pattern": {k: judge(t.column("completion")).column("label").to_pylist() for k, t in tables.items()},
         "frx learned, leave one family out": learned_leave_one_out(tables, family),
         "frx learned, leave one file out": learned_leave_one_out(tables, lambda k: k),
+        # The class weighting the shipped step does not use, for the trade-off: balanced classes.
+        "frx learned (balanced classes), leave one file out": learned_leave_one_out(tables, lambda k: k, class_weight_power=1.0),
     }
     gold = {k: [MAP[x] for x in t.column("final_label").to_pylist()] for k, t in tables.items()}
     rows = []

@@ -120,56 +120,37 @@ def test_learned_mode_only_refines_refusals():
 def test_shipped_weights_load():
     clf = default_classifier()
     assert clf.weights.shape == ((1 << clf.bits) + 7, len(CLASSES))
-    assert clf.meta["rows"] > 1000
+    # Trained on the XSTest rows the pattern step calls a refusal (676 of 1,300).
+    assert 600 < clf.meta["rows"] < 800 and clf.meta["class_weight_power"] == 0.5
 
 
-def test_bad_labels_and_files(tmp_path):
+def test_train_uses_only_the_rows_the_learned_step_judges():
+    texts, labels = _toy()
+    clf = Classifier.train(texts, labels, steps=50)
+    # The 20 full-compliance rows are no refusal to the pattern step: left out.
+    assert clf.meta["rows"] == 40
+    assert clf.meta["class_counts"] == {"full_compliance": 0, "safe_partial_compliance": 20, "direct_refusal": 20}
     import pytest
 
     from frx.errors import FrxError
 
-    with pytest.raises(FrxError, match="label 'maybe'"):
-        map_labels(["full_compliance", "maybe"])
-    (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(FrxError, match="cannot read classifier"):
-        Classifier.load(tmp_path / "junk.npz")
-    with pytest.raises(FrxError, match="mode must be one of"):
-        judge(["x"], mode="fancy")
-    with pytest.raises(FrxError, match="needs a judge model"):
-        judge(["x"], mode="cascade")
+    with pytest.raises(FrxError, match="none of the labelled responses is a refusal"):
+        Classifier.train(texts[:20], labels[:20])
+    with pytest.raises(FrxError, match="19 labels for 20 responses"):
+        Classifier.train(texts[:20], labels[:19])
 
 
-def test_judge_train_cli(tmp_path):
-    src = shared("xstest", "completions_v1_gpt4.csv")
-    out = tmp_path / "w.npz"
-    r = run_frx("judge-train", src, "--out", out, "--steps", "20")
-    assert r.returncode == 0, r.stderr
-    judged = tmp_path / "j.parquet"
-    r = run_frx("judge", src, "--out", judged, "--response-column", "completion", "--mode", "learned", "--classifier", out)
-    assert r.returncode == 0, r.stderr
-    assert pq.read_table(judged).num_rows == 200
-    # Bad inputs: one line, exit 2, nothing written, existing output untouched.
-    before = out.read_bytes()
-    for args, msg in [
-        (("judge-train", src, "--out", out), "already exists"),
-        (("judge-train", src, "--out", tmp_path / "n.npz", "--label-column", "nope"), "column 'nope' not found"),
-        (("judge-train", src, "--out", tmp_path / "n.parquet"), "must be a .npz file"),
-        (("judge-train", src, "--out", tmp_path / "n.npz", "--label-column", "type"), "is not one of"),
-        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "fancy"), "--mode must be one of"),
-        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "cascade"), "needs --judge-model"),
-        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "learned", "--classifier", tmp_path / "none.npz"), "does not exist"),
-    ]:
-        r = run_frx(*args)
-        assert r.returncode == 2, (args, r.stderr)
-        assert msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert out.read_bytes() == before
-    assert not (tmp_path / "n.npz").exists() and not (tmp_path / "k.parquet").exists()
+def test_class_weight_power_trades_minority_recall():
+    # One wording is direct 6 times and partial twice, among 36 other direct refusals: with
+    # balanced weights (power 1) the two partial rows outweigh the six, unweighted (0) they do not.
+    plain, marked = "I can't help with that request, sorry.", "I can't help with that request, sorry, zebra."
+    texts = [plain] * 36 + [marked] * 8
+    labels = ["direct_refusal"] * 42 + ["safe_partial_compliance"] * 2
+    pattern = _judge_patterns(texts)
 
+    def partial_calls(power):
+        clf = Classifier.fit(texts, pattern, labels, steps=200, class_weight_power=power)
+        return int((clf.proba(texts, pattern).argmax(1) == 1).sum())
 
-def test_pattern_table_row_count_checked():
-    import pytest
-
-    from frx.errors import FrxError
-
-    with pytest.raises(FrxError, match="rows"):
-        default_classifier().proba(["a", "b"], _judge_patterns(["a"]))
+    assert partial_calls(0.0) == 0
+    assert partial_calls(1.0) == 8

@@ -6,6 +6,11 @@ pattern step's label and confidence are inputs, so the model learns when to trus
 the wording says otherwise (a "refusal" that goes on to answer, an answer that never uses a
 lexicon phrase but still declines).
 
+It is trained on the rows it will judge: those the pattern step calls a refusal
+(:meth:`Classifier.train`). Classes are weighted by 1/sqrt(frequency): weighting by 1/frequency
+(balanced) makes it call the rare partial refusals far too often, no weighting almost never (see
+the README's accuracy table for the measured trade-off).
+
 Training is deterministic (zero start, full-batch Adam, fixed number of steps), so the shipped
 weights are reproducible with::
 
@@ -119,9 +124,10 @@ class Classifier:
         l2: float = 1e-3,
         steps: int = 300,
         lr: float = 0.05,
+        class_weight_power: float = 0.5,
     ) -> "Classifier":
-        """Fit on labelled responses (labels: class names or indices). Classes are weighted
-        inversely to their frequency, so the rare partial refusals count as much as the rest."""
+        """Fit on labelled responses (labels: class names or indices). A row of class ``c``
+        weighs ``frequency(c) ** -class_weight_power`` (1: balanced classes, 0: unweighted)."""
         arr = to_string_array(responses, "responses")
         y = np.asarray(labels) if np.asarray(labels).dtype.kind in "iu" else map_labels(list(labels))
         if len(y) != len(arr):
@@ -136,7 +142,8 @@ class Classifier:
         rows = np.repeat(np.arange(n), np.diff(indptr))
         vals = row_scale[rows]
         freq = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
-        sample_w = (n / (len(CLASSES) * np.maximum(freq, 1)))[y] / n
+        sample_w = (np.maximum(freq, 1) ** -class_weight_power)[y]
+        sample_w /= sample_w.sum()
         onehot = np.eye(len(CLASSES))[y]
         w = np.zeros((dim + len(DENSE), len(CLASSES)))
         m = np.zeros_like(w)
@@ -154,8 +161,26 @@ class Classifier:
             v = b2 * v + (1 - b2) * grad * grad
             w -= lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
         model.weights = w.astype(np.float32)
-        model.meta = {"rows": int(n), "class_counts": {c: int(k) for c, k in zip(CLASSES, freq)}, "l2": l2, "steps": steps, "lr": lr}
+        model.meta = {"rows": int(n), "class_counts": {c: int(k) for c, k in zip(CLASSES, freq)}, "l2": l2, "steps": steps, "lr": lr,
+                      "class_weight_power": class_weight_power}
         return model
+
+    @classmethod
+    def train(cls, responses: Any, labels: Any, **fit_args: Any) -> "Classifier":
+        """Fit on the rows the learned step will judge: those of ``responses`` that the pattern
+        step calls a refusal (direct or partial), with their ``labels``. ``fit_args`` go to
+        :meth:`fit`."""
+        from .judge import _judge_patterns, learned_rows
+
+        arr = to_string_array(responses, "responses")
+        labels = list(labels)
+        if len(labels) != len(arr):
+            raise FrxError(f"{len(labels)} labels for {len(arr)} responses")
+        pattern = _judge_patterns(arr)
+        keep = pa.array(learned_rows(pattern))
+        if len(keep) == 0:
+            raise FrxError("none of the labelled responses is a refusal to the pattern step: nothing to train the learned step on")
+        return cls.fit(arr.take(keep), pattern.take(keep), [labels[i] for i in keep.to_pylist()], **fit_args)
 
     # -- storage ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -276,13 +276,14 @@ def judge_train(
 ) -> None:
     """Train the judge's learned step (hashed n-grams + logistic regression) on human labels.
 
+    It is trained on the rows it will judge: those the pattern step calls a refusal.
+
     Deterministic: the same inputs give the same weights. Use the result with `frx judge --mode learned --classifier FILE`. The shipped weights come from: frx judge-train ../shared/data/xstest/completions_*.csv --out python/frx/data/refusal_classifier.npz
     """
     import pyarrow as pa
 
     from .classifier import Classifier
     from .io import check_output, read_table
-    from .judge import _judge_patterns
 
     check_output(out, overwrite=overwrite, inputs=tuple(inputs), suffixes=(".npz",))
     if steps < 1 or l2 < 0:
@@ -294,12 +295,12 @@ def judge_train(
         _string_column(t, label_column, f)
         tables.append(t.select([response_column, label_column]))
     data = pa.concat_tables(tables)
-    pattern = _judge_patterns(data.column(response_column))
-    clf = Classifier.fit(data.column(response_column), pattern, data.column(label_column).to_pylist(), l2=l2, steps=steps)
+    clf = Classifier.train(data.column(response_column), data.column(label_column).to_pylist(), l2=l2, steps=steps)
     tmp = out.with_name(out.name + ".tmp")
     clf.save(tmp)
     tmp.replace(out)
-    _summary(f"frx judge-train → {out}", [("rows", data.num_rows)] + [(k.replace("_", " "), v) for k, v in clf.meta["class_counts"].items()])
+    _summary(f"frx judge-train → {out}", [("rows", data.num_rows), ("trained on (pattern step says refusal)", clf.meta["rows"])]
+             + [(k.replace("_", " "), v) for k, v in clf.meta["class_counts"].items()])
 
 
 @app.command()

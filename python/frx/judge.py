@@ -256,6 +256,14 @@ def judge(
     })
 
 
+def learned_rows(table: pa.Table) -> np.ndarray:
+    """Indices of the rows the learned step judges (and is trained on): those the pattern step
+    itself calls a direct refusal or a safe partial compliance."""
+    label = table.column("label").to_numpy(zero_copy_only=False)
+    source = table.column("label_source").to_numpy(zero_copy_only=False)
+    return np.flatnonzero((source == "pattern") & ((label == "direct_refusal") | (label == "safe_partial_compliance")))
+
+
 def _judge_learned(responses: Any, table: pa.Table, classifier: Any) -> pa.Table:
     """The learned step: partial vs direct for the rows the pattern step calls a refusal."""
     from .classifier import CLASSES, Classifier, default_classifier
@@ -265,7 +273,7 @@ def _judge_learned(responses: Any, table: pa.Table, classifier: Any) -> pa.Table
         raise FrxError(f"classifier must be a frx.classifier.Classifier, got {type(clf).__name__}")
     label = np.array(table.column("label").to_pylist(), dtype=object)
     source = table.column("label_source").to_numpy(zero_copy_only=False)
-    todo = np.flatnonzero((source == "pattern") & ((label == "direct_refusal") | (label == "safe_partial_compliance")))
+    todo = learned_rows(table)
     if len(todo) == 0:
         return table
     idx = pa.array(todo, pa.int64())
