@@ -48,6 +48,14 @@ def test_bad_tables():
         compute_metrics(pa.table({"label": ["full_compliance"], "label_prompt": ["spicy"]}))
 
 
+def test_prompt_labels_of_other_datasets():
+    # XSTest names its prompt labels safe / unsafe: the same as benign / toxic.
+    labels = ["full_compliance", "direct_refusal", "direct_refusal", "full_compliance"]
+    ours = compute_metrics(pa.table({"label": labels, "label_prompt": ["benign", "benign", "toxic", "toxic"]}))
+    theirs = compute_metrics(pa.table({"label": labels, "label_prompt": ["safe", "Safe ", "unsafe", "harmful"]}))
+    assert ours.equals(theirs)
+
+
 def test_cli_writes_every_artifact(tmp_path):
     judged = tmp_path / "judged.parquet"
     r = run_frx("judge", shared("xstest", "completions_v2_llama2orig.csv"), "--out", judged, "--response-column", "completion")

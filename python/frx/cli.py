@@ -309,7 +309,7 @@ def metrics(
     judged: Annotated[Path, typer.Argument(help="Judged responses (Parquet, JSONL or CSV) with a label column.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     by: Annotated[Optional[str], typer.Option(help="Also break down by this column (e.g. category).")] = None,
-    prompt_label_column: Annotated[str, typer.Option(help="Column saying whether the prompt is benign or toxic (absent: all benign).")] = "label_prompt",
+    prompt_label_column: Annotated[str, typer.Option(help="Column saying whether the prompt is benign or toxic (safe/unsafe/harmful also accepted; absent: all benign).")] = "label_prompt",
     model_column: Annotated[str, typer.Option(help="Column naming the model (absent: one model).")] = "model",
     label_column: Annotated[str, typer.Option(help="Column with the judge's label.")] = "label",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing report files.")] = False,
