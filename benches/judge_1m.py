@@ -1,7 +1,7 @@
-"""`frx judge --mode pattern` on 1,000,000 responses (~1.7 KB each, the batch benchmark's
-input), end to end: read, judge, write. Writes benches/results/judge-1m.json.
+"""`frx judge` on 1,000,000 responses (~1.7 KB each, the batch benchmark's input), end to end:
+read, judge, write. Writes benches/results/judge-1m.json (`--mode learned`: judge-1m-learned.json).
 
-    python benches/judge_1m.py [--rows 1000000] [--workdir /tmp/frx-judge-bench]
+    python benches/judge_1m.py [--rows 1000000] [--mode pattern|learned] [--workdir /tmp/frx-judge-bench]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--mode", choices=["pattern", "learned"], default="pattern")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/frx-judge-bench"))
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -34,7 +35,8 @@ def main() -> None:
     out = args.workdir / "judged.parquet"
     out.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "frx", "judge", str(src), "--out", str(out)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "frx", "judge", str(src), "--out", str(out), "--mode", args.mode],
+                       capture_output=True, text=True)
     wall = time.perf_counter() - t0
     peak_rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # the judge (input made in an earlier run)
     if r.returncode != 0:
@@ -43,7 +45,7 @@ def main() -> None:
     nbytes = pc.sum(pc.binary_length(judged.column("response"))).as_py() / judged.num_rows
     counts = judged.column("label").value_counts().to_pylist()
     result = {
-        "command": f"frx judge {src} --out {out}  (python benches/judge_1m.py)",
+        "command": f"frx judge {src} --out {out} --mode {args.mode}  (python benches/judge_1m.py --mode {args.mode})",
         "machine": "2-core AMD EPYC (this project's CI kind)",
         "rows": judged.num_rows,
         "mean_response_bytes": round(nbytes),
@@ -52,7 +54,8 @@ def main() -> None:
         "labels": {c["values"]: c["counts"] for c in counts},
         "note": "frx judge reads the whole file; run the judge stage under frx batch for bounded memory.",
     }
-    (HERE / "results" / "judge-1m.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "judge-1m.json" if args.mode == "pattern" else f"judge-1m-{args.mode}.json"
+    (HERE / "results" / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -70,6 +70,72 @@ def test_hashed_ngrams_match_reference(texts, bits, opening, max_bytes):
         assert indices[indptr[i]:indptr[i + 1]].tolist() == reference_features(t, bits, opening, max_bytes)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from(list("ab'Z9 .,\n-é漢😀")), max_size=60)), max_size=12),
+    st.integers(1, 8),
+    st.integers(1, 4),
+    st.integers(0, 50),
+)
+def test_hashed_scores_match_the_features_summed(texts, bits, k, opening):
+    # The scoring kernel sums weights over the same features, scaled by 1/sqrt(their number),
+    # without building them: check against the reference features summed in numpy.
+    w = np.random.default_rng(bits * 7 + k).normal(size=(1 << bits, k)).astype(np.float32)
+    got = _core.hashed_scores(*buffers(texts), weights=w, bits=bits, opening_bytes=opening).reshape(len(texts), k)
+    for i, t in enumerate(texts):
+        f = reference_features(t, bits, opening, 1 << 40)
+        want = w[f].astype(np.float64).sum(axis=0) / np.sqrt(max(len(f), 1)) if f else np.zeros(k)
+        np.testing.assert_allclose(got[i], want, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from(list("ab 1.)-*•\n\t\r")), max_size=40)), max_size=12))
+def test_row_stats_match_reference(texts):
+    import re
+
+    spaces, lists = _core.row_stats(*buffers(texts))
+    item = re.compile(r"(?m)^[ \t\n\x0b\x0c\r]*(?:[0-9]+[.)]|[-*•])[ \t\n\x0b\x0c\r]+[^ \t\n\x0b\x0c\r]")
+    assert spaces.tolist() == [0 if t is None else t.count(" ") for t in texts]
+    assert lists.tolist() == [t is not None and item.search(t) is not None for t in texts]
+
+
+def test_hashed_scores_rejects_bad_weights():
+    import pytest
+
+    with pytest.raises(ValueError, match="shape"):
+        _core.hashed_scores(*buffers(["x"]), weights=np.zeros((3, 2), np.float32), bits=2)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.hashed_scores(*buffers(["x"]), weights=np.zeros((2, 4), np.float32).T, bits=2)
+
+
+def test_inference_scores_equal_training_logits():
+    texts, labels = _toy()
+    texts = texts + [None, "", "I can't. " * 300]
+    labels = labels + ["direct_refusal"] * 3
+    pattern = _judge_patterns(texts)
+    clf = Classifier.fit(texts, pattern, labels, steps=30)
+    from frx.columns import to_string_array
+
+    arr = to_string_array(texts, "t")
+    np.testing.assert_allclose(clf._scores(arr, pattern), clf._logits(clf._design(arr, pattern)), rtol=1e-5, atol=1e-5)
+
+
+def test_proba_reads_a_chunked_column_chunk_by_chunk(monkeypatch):
+    import pyarrow as pa
+
+    import frx.classifier as classifier
+
+    texts, labels = _toy()
+    pattern = _judge_patterns(texts)
+    clf = Classifier.fit(texts, pattern, labels, steps=30)
+    whole = clf.proba(pa.array(texts), pattern)
+    monkeypatch.setattr(classifier, "_CHUNK", 7)  # pieces that cross the chunks' edges
+    chunked = pa.chunked_array([pa.array(texts[:13]), pa.array(texts[13:14]), pa.array(texts[14:])])
+    np.testing.assert_array_equal(clf.proba(chunked, pattern), whole)
+    learned = judge(chunked, mode="learned", classifier=clf)
+    assert learned.equals(judge(texts, mode="learned", classifier=clf))
+
+
 def test_hashed_ngrams_rejects_bad_bits():
     import pytest
 

@@ -39,7 +39,6 @@ __all__ = ["CLASSES", "Classifier", "default_classifier", "map_labels"]
 
 CLASSES = ("full_compliance", "safe_partial_compliance", "direct_refusal")
 DENSE = ("bias", "pattern_full", "pattern_partial", "pattern_direct", "pattern_confidence", "log_words", "has_list")
-_LIST = r"(?m)^\s*(?:\d+[.)]|[-*•])\s+\S"
 _CHUNK = 65536
 
 # Label spellings accepted for training: frx's own and XSTest's.
@@ -73,21 +72,26 @@ class Classifier:
 
     # -- features ---------------------------------------------------------------------------
     def _design(self, arr: pa.Array, pattern: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The features for training: hashed n-grams CSR-style, their row scale, dense features."""
         indptr, indices = _core.hashed_ngrams(*buffers(arr), bits=self.bits, opening_bytes=self.opening_bytes, max_bytes=self.max_bytes)
         counts = np.diff(indptr)
         row_scale = (1.0 / np.sqrt(np.maximum(counts, 1))).astype(np.float32)
+        return indptr, indices, row_scale, self._dense(arr, pattern)
+
+    def _dense(self, arr: pa.Array, pattern: pa.Table) -> np.ndarray:
         label = pattern.column("label")
         dense = np.zeros((len(arr), len(DENSE)), dtype=np.float32)
         dense[:, 0] = 1.0
         for k, name in enumerate(CLASSES):
             dense[:, 1 + k] = pc.fill_null(pc.equal(label, name), False).to_numpy(zero_copy_only=False)
         dense[:, 4] = pattern.column("confidence").to_numpy(zero_copy_only=False)
-        words = pc.fill_null(pc.count_substring(arr, " "), 0).to_numpy(zero_copy_only=False)
-        dense[:, 5] = np.log1p(words) / 8.0
-        dense[:, 6] = pc.fill_null(pc.match_substring_regex(arr, _LIST), False).to_numpy(zero_copy_only=False)
-        return indptr, indices, row_scale, dense
+        spaces, has_list = _core.row_stats(*buffers(arr))
+        dense[:, 5] = np.log1p(spaces) / 8.0
+        dense[:, 6] = has_list
+        return dense
 
     def _logits(self, design: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """Logits from a training design (the reference for :meth:`_scores`)."""
         indptr, indices, row_scale, dense = design
         n = len(indptr) - 1
         rows = np.repeat(np.arange(n), np.diff(indptr))
@@ -98,16 +102,32 @@ class Classifier:
             out[:, c] += np.bincount(rows, weights=self.weights[indices, c] * vals, minlength=n)
         return out
 
+    def _scores(self, arr: pa.Array, pattern: pa.Table) -> np.ndarray:
+        """Logits for inference: the hashed part is summed by a Rust kernel as the n-grams are
+        hashed, so no feature matrix is built."""
+        dim = 1 << self.bits
+        hashed = _core.hashed_scores(*buffers(arr), weights=np.ascontiguousarray(self.weights[:dim], np.float32), bits=self.bits,
+                                     opening_bytes=self.opening_bytes, max_bytes=self.max_bytes)
+        return hashed.reshape(len(arr), len(CLASSES)) + self._dense(arr, pattern) @ self.weights[dim:]
+
     def proba(self, responses: Any, pattern: pa.Table) -> np.ndarray:
         """Class probabilities ``(n, 3)`` in :data:`CLASSES` order; ``pattern`` is the pattern
-        step's table for the same rows (``label``, ``confidence``)."""
-        arr = to_string_array(responses, "responses")
-        if pattern.num_rows != len(arr):
-            raise FrxError(f"pattern table has {pattern.num_rows} rows for {len(arr)} responses")
-        out = np.empty((len(arr), len(CLASSES)), dtype=np.float32)
-        for lo in range(0, len(arr), _CHUNK):
-            hi = min(lo + _CHUNK, len(arr))
-            out[lo:hi] = _softmax(self._logits(self._design(arr.slice(lo, hi - lo), pattern.slice(lo, hi - lo))))
+        step's table for the same rows (``label``, ``confidence``). A chunked column is read
+        chunk by chunk (never copied whole), in pieces of at most 65,536 rows."""
+        if isinstance(responses, pa.ChunkedArray):
+            chunks = [to_string_array(c, "responses") for c in responses.chunks]
+        else:
+            chunks = [to_string_array(responses, "responses")]
+        n = sum(len(c) for c in chunks)
+        if pattern.num_rows != n:
+            raise FrxError(f"pattern table has {pattern.num_rows} rows for {n} responses")
+        out = np.empty((n, len(CLASSES)), dtype=np.float32)
+        lo = 0
+        for chunk in chunks:
+            for start in range(0, len(chunk), _CHUNK):
+                piece = chunk.slice(start, _CHUNK)
+                out[lo : lo + len(piece)] = _softmax(self._scores(piece, pattern.slice(lo, len(piece))))
+                lo += len(piece)
         return out
 
     # -- training ---------------------------------------------------------------------------

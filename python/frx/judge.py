@@ -259,9 +259,9 @@ def judge(
 def learned_rows(table: pa.Table) -> np.ndarray:
     """Indices of the rows the learned step judges (and is trained on): those the pattern step
     itself calls a direct refusal or a safe partial compliance."""
-    label = table.column("label").to_numpy(zero_copy_only=False)
-    source = table.column("label_source").to_numpy(zero_copy_only=False)
-    return np.flatnonzero((source == "pattern") & ((label == "direct_refusal") | (label == "safe_partial_compliance")))
+    refusal = pc.is_in(table.column("label"), pa.array(["direct_refusal", "safe_partial_compliance"]))
+    mask = pc.and_(pc.equal(table.column("label_source"), "pattern"), refusal)
+    return np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
 
 
 def _judge_learned(responses: Any, table: pa.Table, classifier: Any) -> pa.Table:
@@ -271,28 +271,34 @@ def _judge_learned(responses: Any, table: pa.Table, classifier: Any) -> pa.Table
     clf = default_classifier() if classifier is None else classifier
     if not isinstance(clf, Classifier):
         raise FrxError(f"classifier must be a frx.classifier.Classifier, got {type(clf).__name__}")
-    label = np.array(table.column("label").to_pylist(), dtype=object)
-    source = table.column("label_source").to_numpy(zero_copy_only=False)
     todo = learned_rows(table)
     if len(todo) == 0:
         return table
-    idx = pa.array(todo, pa.int64())
-    arr = to_string_array(responses, "responses")
-    proba = clf.proba(arr.take(idx), table.take(idx))
+    # The judged rows, filtered (in order) straight from the caller's possibly chunked column:
+    # a filter works chunk by chunk, with no copy of the whole column and no per-row lookups.
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[todo] = True
+    keep = pa.array(mask)
+    arrow = isinstance(responses, (pa.Array, pa.ChunkedArray))
+    judged = (responses if arrow else to_string_array(responses, "responses")).filter(keep)
+    proba = clf.proba(judged, table.filter(keep))
     refusal = proba[:, 1:] / proba[:, 1:].sum(axis=1, keepdims=True)
     pick = refusal.argmax(axis=1)
-    evidence = np.array(table.column("evidence").to_pylist(), dtype=object)
-    confidence = table.column("confidence").to_numpy().astype(np.float32).copy()
-    source = source.astype(object).copy()
-    for j, i in enumerate(todo.tolist()):
-        new = CLASSES[1 + pick[j]]
-        p = float(refusal[j, pick[j]])
-        evidence[i] = f"{evidence[i]}; learned: {new} (p={p:.2f})"
-        label[i], source[i], confidence[i] = new, "learned", p
+    p = refusal[np.arange(len(todo)), pick].astype(np.float32)
+    new = [CLASSES[1 + k] for k in pick.tolist()]
+    # Only the judged rows are touched (Arrow kernels, no per-row Python over the whole table).
+    note = pa.array([f"; learned: {c} (p={q:.2f})" for c, q in zip(new, p.tolist())], pa.string())
+    evidence = pc.binary_join_element_wise(table.column("evidence").filter(keep).combine_chunks(), note, "")
+    confidence = np.array(table.column("confidence").to_numpy(), dtype=np.float32, copy=True)
+    confidence[todo] = p
+
+    def put(name: str, values: pa.Array) -> pa.Array:
+        return pc.replace_with_mask(table.column(name).combine_chunks(), keep, values)
+
     return pa.table({
-        "label": pa.array(label.tolist(), pa.string()),
-        "label_source": pa.array(source.tolist(), pa.string()),
-        "evidence": pa.array(evidence.tolist(), pa.string()),
+        "label": put("label", pa.array(new, pa.string())),
+        "label_source": put("label_source", pa.array(["learned"] * len(todo), pa.string())),
+        "evidence": put("evidence", evidence),
         "confidence": pa.array(confidence, pa.float32()),
     })
 

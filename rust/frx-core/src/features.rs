@@ -121,6 +121,71 @@ pub fn hashed_ngrams(
     (indptr, indices)
 }
 
+/// The hashed part of a linear model's scores, without materialising the features: for each
+/// row, `sum over its features f of weights[f]` (a row of `k` values), times
+/// `1 / sqrt(number of features)` (at least 1). `weights` is `(2^bits, k)` row-major; the result
+/// is `(rows, k)` row-major; null rows score 0. Equal to summing over [`hashed_ngrams`]'s output
+/// (each product rounded to f32, sums in f64, then rounded to f32).
+pub fn hashed_scores(
+    col: &StrColumn,
+    bits: u32,
+    opening_bytes: usize,
+    max_bytes: usize,
+    weights: &[f32],
+    k: usize,
+) -> Vec<f32> {
+    assert!((1..=31).contains(&bits), "bits must be in 1..=31");
+    assert!(
+        k > 0 && weights.len() == k << bits,
+        "weights must be (2^bits, k)"
+    );
+    let mut out = vec![0f32; col.len() * k];
+    out.par_chunks_mut(k)
+        .enumerate()
+        .with_min_len(256)
+        .for_each_init(
+            || (Vec::new(), vec![0f64; k]),
+            |(feats, acc), (r, row)| {
+                if col.is_null(r) {
+                    return;
+                }
+                feats.clear();
+                let b = col.bytes(r);
+                row_features(&b[..b.len().min(max_bytes)], opening_bytes, bits, feats);
+                let scale = (1.0 / (feats.len().max(1) as f64).sqrt()) as f32;
+                acc.fill(0.0);
+                for &f in feats.iter() {
+                    let w = &weights[f as usize * k..f as usize * k + k];
+                    for (a, &x) in acc.iter_mut().zip(w) {
+                        *a += (x * scale) as f64;
+                    }
+                }
+                for (o, &a) in row.iter_mut().zip(acc.iter()) {
+                    *o = a as f32;
+                }
+            },
+        );
+    out
+}
+
+/// Per row, the number of space bytes and whether a line starts a list item (see
+/// [`crate::judge::has_list_item`]): the learned step's dense length and list features. Null
+/// rows give 0 and false.
+pub fn row_stats(col: &StrColumn) -> (Vec<u32>, Vec<bool>) {
+    (0..col.len())
+        .into_par_iter()
+        .with_min_len(1024)
+        .map(|r| {
+            if col.is_null(r) {
+                return (0, false);
+            }
+            let b = col.bytes(r);
+            let spaces = b.iter().map(|&x| (x == b' ') as u32).sum();
+            (spaces, crate::judge::has_list_item(b))
+        })
+        .unzip()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +206,39 @@ mod tests {
         assert_eq!(idx[3], bucket(BI, i, cant, 20));
         assert_eq!(idx[5], bucket(UNI + 8, token_hash(b"help"), 0, 20));
         assert!(idx.iter().all(|&b| b < (1 << 20)));
+    }
+
+    #[test]
+    fn scores_are_the_features_summed() {
+        let col = OwnedColumn::from_options(&[
+            Some("I can't help. 1. Do x"),
+            None,
+            Some(""),
+            Some("a b a b a"),
+        ]);
+        let (bits, k) = (6u32, 3usize);
+        let w: Vec<f32> = (0..(k << bits)).map(|i| (i as f32 * 0.37).sin()).collect();
+        let got = hashed_scores(&col.view(), bits, 5, usize::MAX, &w, k);
+        let (indptr, idx) = hashed_ngrams(&col.view(), bits, 5, usize::MAX);
+        for r in 0..4 {
+            let f = &idx[indptr[r] as usize..indptr[r + 1] as usize];
+            let scale = 1.0 / (f.len().max(1) as f64).sqrt();
+            for c in 0..k {
+                let want: f64 = f
+                    .iter()
+                    .map(|&j| w[j as usize * k + c] as f64 * scale)
+                    .sum();
+                assert!(
+                    (got[r * k + c] as f64 - want).abs() < 1e-5,
+                    "row {r} class {c}"
+                );
+            }
+        }
+        let (spaces, lists) = row_stats(&col.view());
+        assert_eq!(spaces, vec![5, 0, 0, 4]);
+        assert_eq!(lists, vec![false, false, false, false]);
+        let col = OwnedColumn::from_strs(&["Steps:\n 2) go", "-x\n- y"]);
+        assert_eq!(row_stats(&col.view()).1, vec![true, true]);
     }
 
     #[test]

@@ -9,7 +9,10 @@ use frx_core::graph::Graph as CoreGraph;
 use frx_core::refusal::Matcher as CoreMatcher;
 use frx_core::text::{normalize_into, Offsets, StrColumn};
 use frx_core::FrxError;
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
+use numpy::{
+    IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -148,6 +151,61 @@ fn hashed_ngrams<'py>(
     let (indptr, indices) =
         py.detach(|| frx_core::features::hashed_ngrams(&view, bits, opening_bytes, max_bytes));
     Ok((indptr.into_pyarray(py), indices.into_pyarray(py)))
+}
+
+/// hashed_scores(data, offsets, valid, weights: float32[2^bits, k], bits, opening_bytes, max_bytes) -> float32[n*k]
+#[pyfunction]
+#[pyo3(signature = (data, offsets, valid=None, *, weights, bits, opening_bytes=400, max_bytes=usize::MAX))]
+#[allow(clippy::too_many_arguments)]
+fn hashed_scores<'py>(
+    py: Python<'py>,
+    data: PyReadonlyArray1<'py, u8>,
+    offsets: &Bound<'py, PyAny>,
+    valid: Option<PyReadonlyArray1<'py, bool>>,
+    weights: PyReadonlyArray2<'py, f32>,
+    bits: u32,
+    opening_bytes: usize,
+    max_bytes: usize,
+) -> PyResult<Arr<'py, f32>> {
+    if !(1..=31).contains(&bits) {
+        return Err(PyValueError::new_err(format!(
+            "bits must be in 1..=31, got {bits}"
+        )));
+    }
+    let shape = weights.shape();
+    if shape[0] != 1usize << bits || shape[1] == 0 {
+        return Err(PyValueError::new_err(format!(
+            "weights must have shape (2**{bits}, k), got {shape:?}"
+        )));
+    }
+    let k = shape[1];
+    // `as_slice` also accepts Fortran order, which would be read transposed.
+    if !weights.is_c_contiguous() {
+        return Err(PyValueError::new_err("weights must be C-contiguous"));
+    }
+    let w = weights
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("weights must be C-contiguous"))?;
+    let col = Column::new(data, offsets, valid)?;
+    let view = col.view()?;
+    let out = py
+        .detach(|| frx_core::features::hashed_scores(&view, bits, opening_bytes, max_bytes, w, k));
+    Ok(out.into_pyarray(py))
+}
+
+/// row_stats(data, offsets, valid) -> (spaces: uint32[n], has_list: bool[n])
+#[pyfunction]
+#[pyo3(signature = (data, offsets, valid=None))]
+fn row_stats<'py>(
+    py: Python<'py>,
+    data: PyReadonlyArray1<'py, u8>,
+    offsets: &Bound<'py, PyAny>,
+    valid: Option<PyReadonlyArray1<'py, bool>>,
+) -> PyResult<(Arr<'py, u32>, Arr<'py, bool>)> {
+    let col = Column::new(data, offsets, valid)?;
+    let view = col.view()?;
+    let (spaces, lists) = py.detach(|| frx_core::features::row_stats(&view));
+    Ok((spaces.into_pyarray(py), lists.into_pyarray(py)))
 }
 
 /// Exact dedup across batches.
@@ -505,6 +563,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exact_dedup, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(hashed_ngrams, m)?)?;
+    m.add_function(wrap_pyfunction!(hashed_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(row_stats, m)?)?;
     m.add_class::<ExactIndex>()?;
     m.add_class::<NearIndex>()?;
     m.add_class::<Matcher>()?;
