@@ -228,31 +228,54 @@ def judge(
         table = _judge_learned(responses, table, classifier)
     if judge_model is None:
         return table
-    arr = to_string_array(responses, "responses")
-    prompt_list = [None] * len(arr) if prompts is None else to_string_array(prompts, "prompts").to_pylist()
-    if len(prompt_list) != len(arr):
-        raise FrxError(f"prompts: {len(prompt_list)} values for {len(arr)} responses")
     conf = table.column("confidence").to_numpy()
-    source = table.column("label_source").to_pylist()
-    todo = [i for i in range(len(arr)) if source[i] == "pattern" and conf[i] < min_confidence]
-    if not todo:
+    routed = pc.and_(pc.equal(table.column("label_source"), "pattern"), pa.array(conf < min_confidence))
+    todo = np.flatnonzero(pc.fill_null(routed, False).to_numpy(zero_copy_only=False))
+    if prompts is not None:
+        prompts = prompts if isinstance(prompts, (pa.Array, pa.ChunkedArray)) else to_string_array(prompts, "prompts")
+        if len(prompts) != table.num_rows:
+            raise FrxError(f"prompts: {len(prompts)} values for {table.num_rows} responses")
+    if len(todo) == 0:
         return table
-    texts = arr.take(pa.array(todo, pa.int64())).to_pylist()
-    replies = judge_model.complete([rubric_messages(prompt_list[i], t) for i, t in zip(todo, texts)])
+    texts = to_string_array(_rows(responses, todo, "responses"), "responses").to_pylist()
+    asked = [None] * len(todo) if prompts is None else to_string_array(_rows(prompts, todo, "prompts"), "prompts").to_pylist()
+    replies = judge_model.complete([rubric_messages(q, t) for q, t in zip(asked, texts)])
     if len(replies) != len(todo):
         raise FrxError(f"judge model returned {len(replies)} replies for {len(todo)} conversations")
-    label = table.column("label").to_pylist()
-    evidence = table.column("evidence").to_pylist()
-    confidence = conf.astype(np.float32).copy()
-    for i, reply in zip(todo, replies):
-        verdict, why = parse_verdict(reply)
-        label[i], source[i], evidence[i] = (verdict or "undetermined"), "llm", why
-        confidence[i] = 0.9 if verdict else 0.0
+    verdicts = [parse_verdict(reply) for reply in replies]
+    return _relabel(table, todo, [v or "undetermined" for v, _ in verdicts], "llm", [why for _, why in verdicts],
+                    np.array([0.9 if v else 0.0 for v, _ in verdicts], np.float32))
+
+
+def _mask(n: int, todo: np.ndarray) -> pa.Array:
+    keep = np.zeros(n, dtype=bool)
+    keep[todo] = True
+    return pa.array(keep)
+
+
+def _rows(values: Any, todo: np.ndarray, what: str) -> pa.Array | pa.ChunkedArray:
+    """Rows ``todo`` (sorted) of a string column, still in its chunks: an Arrow column is
+    filtered chunk by chunk (a filter, unlike a take, never looks rows up across chunks)."""
+    arrow = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else to_string_array(values, what)
+    return arrow.filter(_mask(len(arrow), todo))
+
+
+def _relabel(table: pa.Table, todo: np.ndarray, labels: list[str], source: str, evidence: Any,
+             confidence: np.ndarray) -> pa.Table:
+    """``table`` with rows ``todo`` (sorted) decided again by step ``source``: only those rows
+    are touched (Arrow kernels, no per-row Python over the whole table)."""
+    keep = _mask(table.num_rows, todo)
+    conf = np.array(table.column("confidence").to_numpy(), dtype=np.float32, copy=True)
+    conf[todo] = confidence
+
+    def put(name: str, values: Any) -> pa.Array:
+        return pc.replace_with_mask(table.column(name).combine_chunks(), keep, pa.array(values, pa.string()))
+
     return pa.table({
-        "label": pa.array(label, pa.string()),
-        "label_source": pa.array(source, pa.string()),
-        "evidence": pa.array(evidence, pa.string()),
-        "confidence": pa.array(confidence, pa.float32()),
+        "label": put("label", labels),
+        "label_source": put("label_source", [source] * len(todo)),
+        "evidence": put("evidence", evidence),
+        "confidence": pa.array(conf, pa.float32()),
     })
 
 
@@ -274,33 +297,15 @@ def _judge_learned(responses: Any, table: pa.Table, classifier: Any) -> pa.Table
     todo = learned_rows(table)
     if len(todo) == 0:
         return table
-    # The judged rows, filtered (in order) straight from the caller's possibly chunked column:
-    # a filter works chunk by chunk, with no copy of the whole column and no per-row lookups.
-    mask = np.zeros(table.num_rows, dtype=bool)
-    mask[todo] = True
-    keep = pa.array(mask)
-    arrow = isinstance(responses, (pa.Array, pa.ChunkedArray))
-    judged = (responses if arrow else to_string_array(responses, "responses")).filter(keep)
-    proba = clf.proba(judged, table.filter(keep))
+    judged = table.filter(_mask(table.num_rows, todo))
+    proba = clf.proba(_rows(responses, todo, "responses"), judged)
     refusal = proba[:, 1:] / proba[:, 1:].sum(axis=1, keepdims=True)
     pick = refusal.argmax(axis=1)
     p = refusal[np.arange(len(todo)), pick].astype(np.float32)
     new = [CLASSES[1 + k] for k in pick.tolist()]
-    # Only the judged rows are touched (Arrow kernels, no per-row Python over the whole table).
     note = pa.array([f"; learned: {c} (p={q:.2f})" for c, q in zip(new, p.tolist())], pa.string())
-    evidence = pc.binary_join_element_wise(table.column("evidence").filter(keep).combine_chunks(), note, "")
-    confidence = np.array(table.column("confidence").to_numpy(), dtype=np.float32, copy=True)
-    confidence[todo] = p
-
-    def put(name: str, values: pa.Array) -> pa.Array:
-        return pc.replace_with_mask(table.column(name).combine_chunks(), keep, values)
-
-    return pa.table({
-        "label": put("label", pa.array(new, pa.string())),
-        "label_source": put("label_source", pa.array(["learned"] * len(todo), pa.string())),
-        "evidence": put("evidence", evidence),
-        "confidence": pa.array(confidence, pa.float32()),
-    })
+    before = judged.column("evidence").combine_chunks()
+    return _relabel(table, todo, new, "learned", pc.binary_join_element_wise(before, note, ""), p)
 
 
 def _judge_patterns(responses: Any, finish_reasons: Any = None) -> pa.Table:
