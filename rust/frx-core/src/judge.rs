@@ -514,9 +514,11 @@ impl Judge {
                 at_byte = start;
                 if inside_quotes(text, start) || inside_code(text, start) {
                     quoted = true;
+                } else if self.near_sympathy(text, start) {
+                    // a turn of phrase ("I can't stress enough"), wherever it sits
                 } else if introduced(text, start) {
                     example = true;
-                } else if !self.near_sympathy(text, start) {
+                } else {
                     found = Some((start, at_char));
                     return false;
                 }
