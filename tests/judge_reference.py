@@ -45,8 +45,13 @@ def introduced(text: str, pos: int) -> bool:
     """A decline the response gives as an example: on a list item's line, or after a colon and
     whitespace in its sentence (the last of : . ! in the 400 bytes before it is that colon, and
     no ? follows the colon); or the response's first line ends with a colon and it comes later."""
+    def label(colon: int) -> bool:  # "Assistant:", "Answer:": a colon at byte <= 24 after <= 2 words
+        return colon <= 24 and words(raw[:colon].decode("utf-8", "replace")) <= 2
+
+    raw = text.encode("utf-8")
     nl = text.find("\n", 0, pos)
-    if nl >= 0 and text[:nl].rstrip(" \t\n\x0b\x0c\r").endswith(":"):
+    first = text[:nl].rstrip(" \t\n\x0b\x0c\r") if nl >= 0 else ""
+    if first.endswith(":") and not label(len(first.encode("utf-8")) - 1):
         return True
     if LIST_ITEM.match(text, text.rfind("\n", 0, pos) + 1):
         return True
@@ -55,7 +60,8 @@ def introduced(text: str, pos: int) -> bool:
     if last < 0 or window[last] != ord(":"):
         return False
     following = (window + text[pos : pos + 1].encode("utf-8"))[last + 1 : last + 2]
-    return following != b"" and following in b" \t\n\x0b\x0c\r" and b"?" not in window[last:]
+    colon = len(text[:pos].encode("utf-8")) - len(window) + last
+    return following != b"" and following in b" \t\n\x0b\x0c\r" and b"?" not in window[last:] and not label(colon)
 
 
 def snippet(text: str, pos: int, n: int) -> str:

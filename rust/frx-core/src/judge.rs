@@ -126,6 +126,14 @@ fn inside_code(text: &[u8], pos: usize) -> bool {
     memchr::memmem::find_iter(&text[..pos], b"```").count() % 2 == 1
 }
 
+/// A colon within this many bytes of the start, after at most two words, ends a speaker or
+/// section label ("Assistant:", "Answer:", "**Response:**"), not an introduction.
+const LABEL_BYTES: usize = 24;
+
+fn label_colon(text: &[u8], colon: usize) -> bool {
+    colon <= LABEL_BYTES && words_up_to(&text[..colon], 3) <= 2
+}
+
 /// How far back [`introduced`] looks for the colon that introduces an example, in bytes.
 const EXAMPLE_REACH: usize = 400;
 
@@ -134,12 +142,13 @@ const EXAMPLE_REACH: usize = 400;
 /// the villain's monologue:\n\nYou thought… I won't be stopped"), it sits on a list item's line
 /// ("1. I'm sorry, but I can't take this on"), or a colon followed by whitespace comes before it
 /// in its sentence ("You could say: I can't make it, but…"; "Here's a draft:\n\nDear Sam,\n\nI'm
-/// sorry, but I won't…"). A sentence ends at `.`, `!` or `?`; line breaks do not end one.
+/// sorry, but I won't…"). A sentence ends at `.`, `!` or `?`; line breaks do not end one. A
+/// speaker or section label at the start ("Assistant: I can't…") introduces nothing.
 fn introduced(text: &[u8], pos: usize) -> bool {
     if let Some(nl) = memchr::memchr(b'\n', &text[..pos]) {
         let first = &text[..nl];
         let visible = first.len() - first.iter().rev().take_while(|&&b| is_space(b)).count();
-        if visible > 0 && first[visible - 1] == b':' {
+        if visible > 0 && first[visible - 1] == b':' && !label_colon(text, visible - 1) {
             return true;
         }
     }
@@ -155,6 +164,7 @@ fn introduced(text: &[u8], pos: usize) -> bool {
             text[i] == b':'
                 && text.get(i + 1).is_some_and(|&b| is_space(b))
                 && !text[i..pos].contains(&b'?')
+                && !label_colon(text, i)
         }
         None => false,
     }
@@ -884,10 +894,10 @@ mod tests {
         // Examples: after "colon + whitespace" in the sentence, or on a list item's line.
         let at = |t: &str| t.find("I can't").unwrap();
         for t in [
-            "Say: I can't",
-            "Draft:\n\nDear Sam,\nI can't",
+            "You could say: I can't",
+            "Here's a draft:\n\nDear Sam,\nI can't",
             "x.\n 2. I can't",
-            "Say:\tso I can't",
+            "You could say:\tso I can't",
             "Sure, a monologue: \n\nStop me? I can't",
         ] {
             assert!(introduced(t.as_bytes(), at(t)), "{t:?}");
@@ -900,6 +910,9 @@ mod tests {
             "I can't",
             "Wow! I can't",
             "Hi.\nSay: x.\nI can't",
+            "Assistant: I can't",
+            "**Answer:**\nI can't",
+            " AI:\n\nI can't",
         ] {
             assert!(!introduced(t.as_bytes(), at(t)), "{t:?}");
         }
