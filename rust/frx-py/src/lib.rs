@@ -129,6 +129,16 @@ fn exact_dedup<'py>(
     Ok((r.keep.into_pyarray(py), r.group.into_pyarray(py)))
 }
 
+fn check_bits(bits: u32) -> PyResult<()> {
+    if (1..=31).contains(&bits) {
+        Ok(())
+    } else {
+        Err(PyValueError::new_err(format!(
+            "bits must be in 1..=31, got {bits}"
+        )))
+    }
+}
+
 /// hashed_ngrams(data, offsets, valid, bits, opening_bytes, max_bytes) -> (indptr: int64[n+1], indices: uint32[nnz])
 #[pyfunction]
 #[pyo3(signature = (data, offsets, valid=None, bits=18, opening_bytes=400, max_bytes=usize::MAX))]
@@ -141,11 +151,7 @@ fn hashed_ngrams<'py>(
     opening_bytes: usize,
     max_bytes: usize,
 ) -> PyResult<(Arr<'py, i64>, Arr<'py, u32>)> {
-    if !(1..=31).contains(&bits) {
-        return Err(PyValueError::new_err(format!(
-            "bits must be in 1..=31, got {bits}"
-        )));
-    }
+    check_bits(bits)?;
     let col = Column::new(data, offsets, valid)?;
     let view = col.view()?;
     let (indptr, indices) =
@@ -167,11 +173,7 @@ fn hashed_scores<'py>(
     opening_bytes: usize,
     max_bytes: usize,
 ) -> PyResult<Arr<'py, f32>> {
-    if !(1..=31).contains(&bits) {
-        return Err(PyValueError::new_err(format!(
-            "bits must be in 1..=31, got {bits}"
-        )));
-    }
+    check_bits(bits)?;
     let shape = weights.shape();
     if shape[0] != 1usize << bits || shape[1] == 0 {
         return Err(PyValueError::new_err(format!(
