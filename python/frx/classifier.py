@@ -8,7 +8,7 @@ lexicon phrase but still declines).
 
 It is trained on the rows it will judge: those the pattern step calls a refusal
 (:meth:`Classifier.train`). Classes are weighted by 1/sqrt(frequency): weighting by 1/frequency
-(balanced) makes it call the rare partial refusals far too often, no weighting almost never (see
+(balanced) makes it call the rare partial refusals far too often, no weighting too rarely (see
 the README's accuracy table for the measured trade-off).
 
 Training is deterministic (zero start, full-batch Adam, fixed number of steps), so the shipped
