@@ -6,8 +6,8 @@ pattern step's label and confidence are inputs, so the model learns when to trus
 the wording says otherwise (a "refusal" that goes on to answer, an answer that never uses a
 lexicon phrase but still declines).
 
-It is trained on the rows it will judge: those the pattern step calls a refusal
-(:meth:`Classifier.train`). Classes are weighted by 1/sqrt(frequency): weighting by 1/frequency
+It is trained on the rows it will judge: those the pattern step calls a refusal, and its
+doubtful compliance verdicts (:meth:`Classifier.train`, :func:`frx.judge.learned_rows`). Classes are weighted by 1/sqrt(frequency): weighting by 1/frequency
 (balanced) makes it call the rare partial refusals far too often, no weighting too rarely (see
 the README's accuracy table for the measured trade-off).
 
@@ -187,9 +187,9 @@ class Classifier:
 
     @classmethod
     def train(cls, responses: Any, labels: Any, **fit_args: Any) -> "Classifier":
-        """Fit on the rows the learned step will judge: those of ``responses`` that the pattern
-        step calls a refusal (direct or partial), with their ``labels``. ``fit_args`` go to
-        :meth:`fit`."""
+        """Fit on the rows the learned step will judge (:func:`frx.judge.learned_rows`): those
+        of ``responses`` that the pattern step calls a refusal or doubts are compliance, with
+        their ``labels``. ``fit_args`` go to :meth:`fit`."""
         from .judge import _judge_patterns, learned_rows
 
         arr = to_string_array(responses, "responses")
@@ -199,7 +199,7 @@ class Classifier:
         pattern = _judge_patterns(arr)
         keep = pa.array(learned_rows(pattern))
         if len(keep) == 0:
-            raise FrxError("none of the labelled responses is a refusal to the pattern step: nothing to train the learned step on")
+            raise FrxError("none of the labelled responses is a refusal or doubtful compliance to the pattern step: nothing to train the learned step on")
         return cls.fit(arr.take(keep), pattern.take(keep), [labels[i] for i in keep.to_pylist()], **fit_args)
 
     # -- storage ----------------------------------------------------------------------------

@@ -204,7 +204,7 @@ def judge(
     finish_reason_column: Annotated[
         Optional[str], typer.Option(help="Column with the provider's finish/stop reason (content_filter → refusal).")
     ] = None,
-    mode: Annotated[str, typer.Option(help="pattern: api + pattern steps; learned: + the learned partial/direct step; cascade: + an LLM judge for low-confidence rows.")] = "pattern",
+    mode: Annotated[str, typer.Option(help="pattern: api + pattern steps; learned: + the learned step (partial vs direct for refusals, and a second look at doubtful compliance); cascade: + an LLM judge for low-confidence rows.")] = "pattern",
     classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned step (from `frx judge-train`); default: the shipped ones.")] = None,
     judge_model: Annotated[Optional[str], typer.Option(help="Model for cascade mode, e.g. smollm2-135m, hf:PATH, vllm:MODEL, openai:MODEL@URL.")] = None,
     min_confidence: Annotated[float, typer.Option(help="Cascade mode: pattern decisions below this confidence (the deciding rule's precision on human labels) go to the LLM judge.")] = 0.7,
@@ -276,7 +276,8 @@ def judge_train(
 ) -> None:
     """Train the judge's learned step (hashed n-grams + logistic regression) on human labels.
 
-    It is trained on the rows it will judge: those the pattern step calls a refusal.
+    It is trained on the rows it will judge: those the pattern step calls a refusal, and its
+    doubtful compliance verdicts (an opening that questions the request without declining).
 
     Deterministic: the same inputs give the same weights. Use the result with `frx judge --mode learned --classifier FILE`. The shipped weights come from: frx judge-train ../shared/data/xstest/completions_*.csv --out python/frx/data/refusal_classifier.npz
     """
@@ -299,7 +300,7 @@ def judge_train(
     tmp = out.with_name(out.name + ".tmp")
     clf.save(tmp)
     tmp.replace(out)
-    _summary(f"frx judge-train → {out}", [("rows", data.num_rows), ("trained on (pattern step says refusal)", clf.meta["rows"])]
+    _summary(f"frx judge-train → {out}", [("rows", data.num_rows), ("trained on (pattern step: refusal or doubtful)", clf.meta["rows"])]
              + [(k.replace("_", " "), v) for k, v in clf.meta["class_counts"].items()])
 
 
