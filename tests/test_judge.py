@@ -530,3 +530,16 @@ def test_pattern_confidences_are_the_rules_precision_on_xstest():
             assert abs(conf - (right + 1) / (n + 2)) <= 0.02, (label, rule, conf, right, n)
             checked += 1
     assert checked >= 7
+
+
+def test_rows_that_are_not_utf8_are_an_error_naming_the_first():
+    # Arrow buffers that skipped validation (pyarrow checks only what it builds itself): the
+    # kernel checks each row as it judges it and names the first bad one; null rows are not read.
+    data = b"I can't.ok \xffI can't.\xc3"
+    offsets = pa.py_buffer(np.array([0, 8, 12, 20, 21], dtype=np.int32).tobytes())
+    bad = pa.Array.from_buffers(pa.string(), 4, [None, offsets, pa.py_buffer(data)])
+    with pytest.raises(ValueError, match="^string column: row 1 is not valid UTF-8$"):
+        judge(bad)
+    validity = pa.py_buffer(np.packbits([1, 0, 1, 0], bitorder="little").tobytes())
+    nulls = pa.Array.from_buffers(pa.string(), 4, [validity, offsets, pa.py_buffer(data)], null_count=2)
+    assert judge(nulls).column("label").to_pylist() == ["direct_refusal", "undetermined", "direct_refusal", "undetermined"]

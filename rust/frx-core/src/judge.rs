@@ -722,13 +722,23 @@ impl Judge {
         )
     }
 
-    /// Judges every row of `col`.
-    pub fn judge_column(&self, col: &StrColumn<'_>) -> Verdicts {
-        let rows: Vec<Verdict> = (0..col.len())
+    /// Judges every row of `col`; an error if a row is not UTF-8 (the first such row). Best
+    /// with a column made by [`StrColumn::new_utf8_per_row`]: each row is then checked as it
+    /// is judged, while it is in the cache, instead of in a pass of its own.
+    pub fn judge_column(&self, col: &StrColumn<'_>) -> Result<Verdicts> {
+        let rows: Result<Vec<Verdict>> = (0..col.len())
             .into_par_iter()
             .with_min_len(ROWS_PER_TASK / 8)
-            .map(|i| self.judge_one(col.get(i)))
+            .map(|i| col.try_get(i).map(|text| self.judge_one(text)))
             .collect();
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                return Err(col
+                    .first_bad_row()
+                    .map_or(e, |i| col.try_get(i).unwrap_err()))
+            }
+        };
         let mut out = Verdicts {
             label: Vec::with_capacity(rows.len()),
             api: Vec::with_capacity(rows.len()),
@@ -744,14 +754,14 @@ impl Judge {
             out.evidence.extend_from_slice(v.evidence.as_bytes());
             out.evidence_offsets.push(out.evidence.len() as i64);
         }
-        out
+        Ok(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::OwnedColumn;
+    use crate::text::{Offsets, OwnedColumn};
 
     fn judge(rows: &[Option<&str>]) -> Verdicts {
         let j = Judge::new(
@@ -763,7 +773,39 @@ mod tests {
         )
         .unwrap();
         let c = OwnedColumn::from_options(rows);
-        j.judge_column(&c.view())
+        let whole = j.judge_column(&c.view()).unwrap();
+        // Checked row by row instead of up front: the same verdicts.
+        let per_row =
+            StrColumn::new_utf8_per_row(&c.data, Offsets::I64(&c.offsets), c.valid.as_deref());
+        let v = j.judge_column(&per_row.unwrap()).unwrap();
+        assert_eq!(
+            (&v.label, &v.evidence, &v.evidence_offsets),
+            (&whole.label, &whole.evidence, &whole.evidence_offsets)
+        );
+        v
+    }
+
+    #[test]
+    fn rows_that_are_not_utf8_are_an_error_naming_the_first() {
+        let j = Judge::new(&["I can't"], &["x y"], &["a b"], &["c d"], &["e f"]).unwrap();
+        let mut data = Vec::new();
+        let mut offsets = vec![0i64];
+        for row in [&b"fine"[..], b"ok \xff", b"fine", b"\xc3"] {
+            data.extend_from_slice(row);
+            offsets.push(data.len() as i64);
+        }
+        for n in [2usize, 4] {
+            let col =
+                StrColumn::new_utf8_per_row(&data, Offsets::I64(&offsets[..=n]), None).unwrap();
+            let err = j.judge_column(&col).err().unwrap().to_string();
+            assert_eq!(err, "string column: row 1 is not valid UTF-8");
+        }
+        // A null row's bytes are never read.
+        let valid = [true, false, true, true];
+        let col =
+            StrColumn::new_utf8_per_row(&data, Offsets::I64(&offsets[..4]), Some(&valid[..3]))
+                .unwrap();
+        assert_eq!(j.judge_column(&col).unwrap().label.len(), 3);
     }
 
     fn evidence(v: &Verdicts, i: usize) -> &str {

@@ -9,7 +9,7 @@
 //! to one space with none at either end. It equals Python's
 //! `" ".join(unicodedata.normalize("NFKC", s).casefold().translate(QUOTES).split())`.
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, FrxError, Result};
 use caseless::Caseless;
 use unicode_normalization::UnicodeNormalization;
 
@@ -44,12 +44,31 @@ pub struct StrColumn<'a> {
     data: &'a [u8],
     offsets: Offsets<'a>,
     valid: Option<&'a [bool]>,
+    /// Whether every row was checked to be UTF-8 up front (else [`StrColumn::try_get`] checks
+    /// each row as it is read).
+    utf8_checked: bool,
 }
 
 impl<'a> StrColumn<'a> {
     /// Checks the buffers once: offsets non-decreasing and inside `data`, every row valid UTF-8,
     /// `valid` (if any) one entry per row. After this, row access is free of checks.
     pub fn new(data: &'a [u8], offsets: Offsets<'a>, valid: Option<&'a [bool]>) -> Result<Self> {
+        let col = Self::new_utf8_per_row(data, offsets, valid)?;
+        col.check_utf8()?;
+        Ok(StrColumn {
+            utf8_checked: true,
+            ..col
+        })
+    }
+
+    /// Checks the buffers' shape as [`StrColumn::new`] does, but leaves UTF-8 to be checked row
+    /// by row as [`StrColumn::try_get`] reads it: for a kernel that reads every row once, the
+    /// text is then brought into the cache once rather than twice, and checked in parallel.
+    pub fn new_utf8_per_row(
+        data: &'a [u8],
+        offsets: Offsets<'a>,
+        valid: Option<&'a [bool]>,
+    ) -> Result<Self> {
         if offsets.len() == 0 {
             return invalid("string column: offsets must hold at least one entry");
         }
@@ -75,26 +94,36 @@ impl<'a> StrColumn<'a> {
             }
             // A row boundary must not cut a UTF-8 sequence in two.
             if (o as usize) < data.len() && (data[o as usize] & 0xC0) == 0x80 {
-                return invalid(format!("string column: row {} is not valid UTF-8", i - 1));
+                return Err(not_utf8(i - 1));
             }
             prev = o;
-        }
-        let text = &data[first as usize..last as usize];
-        // SIMD validation (several times std's speed on this path, which runs before the
-        // parallel work); std only to locate the first bad byte for the message.
-        if simdutf8::basic::from_utf8(text).is_err() {
-            let valid = std::str::from_utf8(text).map_or_else(|e| e.valid_up_to(), |s| s.len());
-            let at = first as usize + valid;
-            let row = (0..n)
-                .find(|&i| (offsets.get(i + 1) as usize) > at)
-                .unwrap_or(0);
-            return invalid(format!("string column: row {row} is not valid UTF-8"));
         }
         Ok(StrColumn {
             data,
             offsets,
             valid,
+            utf8_checked: false,
         })
+    }
+
+    /// Every row's bytes (null rows' too) are UTF-8; else the error names the first bad row.
+    fn check_utf8(&self) -> Result<()> {
+        let (first, last) = (
+            self.offsets.get(0) as usize,
+            self.offsets.get(self.len()) as usize,
+        );
+        let text = &self.data[first..last];
+        // SIMD validation (several times std's speed on this path, which runs before the
+        // parallel work); std only to locate the first bad byte for the message.
+        if simdutf8::basic::from_utf8(text).is_err() {
+            let valid = std::str::from_utf8(text).map_or_else(|e| e.valid_up_to(), |s| s.len());
+            let at = first + valid;
+            let row = (0..self.len())
+                .find(|&i| (self.offsets.get(i + 1) as usize) > at)
+                .unwrap_or(0);
+            return Err(not_utf8(row));
+        }
+        Ok(())
     }
 
     #[inline]
@@ -122,9 +151,14 @@ impl<'a> StrColumn<'a> {
         &self.data[s..e]
     }
 
-    /// Row `i`, or `None` for a null row.
+    /// Row `i`, or `None` for a null row. Panics on a column made by
+    /// [`StrColumn::new_utf8_per_row`], whose rows are read with [`StrColumn::try_get`].
     #[inline]
     pub fn get(&self, i: usize) -> Option<&'a str> {
+        assert!(
+            self.utf8_checked,
+            "a column checked row by row is read with try_get"
+        );
         if self.is_null(i) {
             return None;
         }
@@ -132,10 +166,35 @@ impl<'a> StrColumn<'a> {
         Some(unsafe { std::str::from_utf8_unchecked(self.bytes(i)) })
     }
 
+    /// Row `i`, or `None` for a null row; an error if the row is not UTF-8 (checked here unless
+    /// the column was checked whole by [`StrColumn::new`]).
+    #[inline]
+    pub fn try_get(&self, i: usize) -> Result<Option<&'a str>> {
+        if self.is_null(i) {
+            return Ok(None);
+        }
+        let b = self.bytes(i);
+        if !self.utf8_checked && simdutf8::basic::from_utf8(b).is_err() {
+            return Err(not_utf8(i));
+        }
+        // SAFETY: checked just above, or for the whole column by `new`.
+        Ok(Some(unsafe { std::str::from_utf8_unchecked(b) }))
+    }
+
+    /// The first row [`StrColumn::try_get`] rejects, if any (for a deterministic error message
+    /// after a parallel pass found one).
+    pub fn first_bad_row(&self) -> Option<usize> {
+        (0..self.len()).find(|&i| self.try_get(i).is_err())
+    }
+
     /// Total bytes of all rows.
     pub fn data_len(&self) -> usize {
         (self.offsets.get(self.len()) - self.offsets.get(0)) as usize
     }
+}
+
+fn not_utf8(row: usize) -> FrxError {
+    FrxError::InvalidArgument(format!("string column: row {row} is not valid UTF-8"))
 }
 
 /// An owned column, for tests and for callers that start from Rust strings.

@@ -75,13 +75,25 @@ impl<'py> Column<'py> {
     }
 
     fn view(&self) -> PyResult<StrColumn<'_>> {
+        let (data, offsets, valid) = self.parts()?;
+        StrColumn::new(data, offsets, valid).map_err(err)
+    }
+
+    /// A view whose rows are checked to be UTF-8 as a kernel reads them (`try_get`).
+    fn view_utf8_per_row(&self) -> PyResult<StrColumn<'_>> {
+        let (data, offsets, valid) = self.parts()?;
+        StrColumn::new_utf8_per_row(data, offsets, valid).map_err(err)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn parts(&self) -> PyResult<(&[u8], Offsets<'_>, Option<&[bool]>)> {
         let data = slice(&self.data, "data")?;
         let offsets = match &self.offsets {
             OffsetArray::I32(o) => Offsets::I32(slice(o, "offsets")?),
             OffsetArray::I64(o) => Offsets::I64(slice(o, "offsets")?),
         };
         let valid = self.valid.as_ref().map(|v| slice(v, "valid")).transpose()?;
-        StrColumn::new(data, offsets, valid).map_err(err)
+        Ok((data, offsets, valid))
     }
 }
 
@@ -433,8 +445,8 @@ impl Judge {
         valid: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<JudgeArrays<'py>> {
         let col = Column::new(data, offsets, valid)?;
-        let view = col.view()?;
-        let v = py.detach(|| self.inner.judge_column(&view));
+        let view = col.view_utf8_per_row()?;
+        let v = py.detach(|| self.inner.judge_column(&view)).map_err(err)?;
         Ok((
             v.label.into_pyarray(py),
             v.api.into_pyarray(py),
