@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -161,3 +162,17 @@ def test_same_output_with_one_and_two_threads():
         "print(hashlib.sha256(str(s.to_pydict()).encode()).hexdigest())"
     )
     assert run_python(code, 1) == run_python(code, 2)
+
+
+def test_rows_that_are_not_utf8_are_an_error_naming_the_first():
+    # Buffers that skipped pyarrow's validation: each row is checked as it is scanned.
+    data = b"I can't.ok \xffsorry\xc3"
+    offsets = pa.py_buffer(np.array([0, 8, 12, 17, 18], dtype=np.int32).tobytes())
+    bad = pa.Array.from_buffers(pa.string(), 4, [None, offsets, pa.py_buffer(data)])
+    m = Matcher(["I can't", "sorry"])
+    for f in (m.any, m.scan):
+        with pytest.raises(ValueError, match="^string column: row 1 is not valid UTF-8$"):
+            f(bad)
+    validity = pa.py_buffer(np.packbits([1, 0, 1, 0], bitorder="little").tobytes())
+    nulls = pa.Array.from_buffers(pa.string(), 4, [validity, offsets, pa.py_buffer(data)], null_count=2)
+    assert m.any(nulls).tolist() == [True, False, True, False]

@@ -29,7 +29,6 @@ use crate::dedup::exact::ROWS_PER_TASK;
 use crate::error::{invalid, Result};
 use crate::refusal::{first_sentence_end, Matcher, APOSTROPHES};
 use crate::text::StrColumn;
-use rayon::prelude::*;
 use std::borrow::Cow;
 
 pub const FULL_COMPLIANCE: u8 = 0;
@@ -726,19 +725,7 @@ impl Judge {
     /// with a column made by [`StrColumn::new_utf8_per_row`]: each row is then checked as it
     /// is judged, while it is in the cache, instead of in a pass of its own.
     pub fn judge_column(&self, col: &StrColumn<'_>) -> Result<Verdicts> {
-        let rows: Result<Vec<Verdict>> = (0..col.len())
-            .into_par_iter()
-            .with_min_len(ROWS_PER_TASK / 8)
-            .map(|i| col.try_get(i).map(|text| self.judge_one(text)))
-            .collect();
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) => {
-                return Err(col
-                    .first_bad_row()
-                    .map_or(e, |i| col.try_get(i).unwrap_err()))
-            }
-        };
+        let rows = col.par_map(ROWS_PER_TASK / 8, |text| self.judge_one(text))?;
         let mut out = Verdicts {
             label: Vec::with_capacity(rows.len()),
             api: Vec::with_capacity(rows.len()),

@@ -16,7 +16,6 @@ use crate::text::StrColumn;
 use aho_corasick::automaton::OverlappingState;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 use hashbrown::HashMap;
-use rayon::prelude::*;
 use regex::bytes::{Regex, RegexBuilder};
 
 /// Characters treated as the same apostrophe.
@@ -206,28 +205,20 @@ impl Matcher {
         hit || self.regexes.iter().any(|r| r.is_match(text))
     }
 
-    /// Whether any pattern occurs in each row (`false` for null rows).
-    pub fn any(&self, col: &StrColumn<'_>) -> Vec<bool> {
-        (0..col.len())
-            .into_par_iter()
-            .with_min_len(ROWS_PER_TASK / 8)
-            .map(|i| !col.is_null(i) && self.any_one(col.bytes(i)))
-            .collect()
+    /// Whether any pattern occurs in each row (`false` for null rows); an error if a row is not
+    /// UTF-8 (see [`StrColumn::par_map`]).
+    pub fn any(&self, col: &StrColumn<'_>) -> Result<Vec<bool>> {
+        col.par_map(ROWS_PER_TASK / 8, |t| {
+            t.is_some_and(|t| self.any_one(t.as_bytes()))
+        })
     }
 
-    /// Every occurrence of every pattern, with positions (see [`Scan`]).
-    pub fn scan(&self, col: &StrColumn<'_>) -> Scan {
-        let per_row: Vec<Vec<(i64, u32)>> = (0..col.len())
-            .into_par_iter()
-            .with_min_len(ROWS_PER_TASK / 8)
-            .map(|i| {
-                if col.is_null(i) {
-                    Vec::new()
-                } else {
-                    self.scan_one(col.bytes(i))
-                }
-            })
-            .collect();
+    /// Every occurrence of every pattern, with positions (see [`Scan`]); an error if a row is
+    /// not UTF-8.
+    pub fn scan(&self, col: &StrColumn<'_>) -> Result<Scan> {
+        let per_row = col.par_map(ROWS_PER_TASK / 8, |t| {
+            t.map_or_else(Vec::new, |t| self.scan_one(t.as_bytes()))
+        })?;
         let mut out = Scan::default();
         for (i, hits) in per_row.into_iter().enumerate() {
             if hits.is_empty() {
@@ -246,7 +237,7 @@ impl Matcher {
                 out.first_sentence.push(start < end);
             }
         }
-        out
+        Ok(out)
     }
 
     /// Byte offsets and pattern ids of all matches in one text, sorted by (offset, id).
@@ -485,19 +476,22 @@ mod tests {
             Some("nothing here"),
             Some("é sorry"),
         ]);
-        let s = m.scan(&c.view());
+        let s = m.scan(&c.view()).unwrap();
         assert_eq!(s.row, vec![0, 0, 0, 2, 4]);
         assert_eq!(s.pattern, vec![1, 0, 2, 0, 1]);
         assert_eq!(s.start, vec![0, 7, 21, 27, 2]);
         assert_eq!(s.first_sentence, vec![true, true, false, false, true]);
-        assert_eq!(m.any(&c.view()), vec![true, false, true, false, true]);
+        assert_eq!(
+            m.any(&c.view()).unwrap(),
+            vec![true, false, true, false, true]
+        );
     }
 
     #[test]
     fn overlapping_and_shared_spellings() {
         let m = Matcher::new(&["cannot", "I cannot", "CANNOT"], &[] as &[&str]).unwrap();
         let c = OwnedColumn::from_strs(&["I cannot"]);
-        let s = m.scan(&c.view());
+        let s = m.scan(&c.view()).unwrap();
         assert_eq!(s.pattern, vec![1, 0, 2]);
         assert_eq!(s.start, vec![0, 2, 2]);
     }

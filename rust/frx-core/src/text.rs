@@ -11,6 +11,7 @@
 
 use crate::error::{invalid, FrxError, Result};
 use caseless::Caseless;
+use rayon::prelude::*;
 use unicode_normalization::UnicodeNormalization;
 
 /// Offsets of a string column, Arrow `string` (i32) or `large_string` (i64).
@@ -181,10 +182,24 @@ impl<'a> StrColumn<'a> {
         Ok(Some(unsafe { std::str::from_utf8_unchecked(b) }))
     }
 
-    /// The first row [`StrColumn::try_get`] rejects, if any (for a deterministic error message
-    /// after a parallel pass found one).
-    pub fn first_bad_row(&self) -> Option<usize> {
-        (0..self.len()).find(|&i| self.try_get(i).is_err())
+    /// `f` of every row (`None` for a null row), in parallel in tasks of at least `min_len` rows,
+    /// in row order; each row is read with [`StrColumn::try_get`], and an error names the first
+    /// row that is not UTF-8 (whichever thread met one first).
+    pub fn par_map<T: Send>(
+        &self,
+        min_len: usize,
+        f: impl Fn(Option<&'a str>) -> T + Sync + Send,
+    ) -> Result<Vec<T>> {
+        let out: Result<Vec<T>> = (0..self.len())
+            .into_par_iter()
+            .with_min_len(min_len)
+            .map(|i| self.try_get(i).map(&f))
+            .collect();
+        out.map_err(|e| {
+            (0..self.len())
+                .find(|&i| self.try_get(i).is_err())
+                .map_or(e, not_utf8)
+        })
     }
 
     /// Total bytes of all rows.
@@ -410,6 +425,36 @@ mod tests {
         let fixed = b"okfine\xc3\xa9x\xc3\xa9";
         let offsets = [0i64, 2, 6, 8, 9, 11];
         assert!(StrColumn::new(fixed, Offsets::I64(&offsets), None).is_ok());
+    }
+
+    #[test]
+    fn rows_checked_as_they_are_read() {
+        // Rows 2 and 4 are not UTF-8; row 2 is null in the second column.
+        let data = b"okfine\xe9xyz\xff";
+        let offsets = [0i64, 2, 6, 7, 10, 11];
+        let per_row = StrColumn::new_utf8_per_row(data, Offsets::I64(&offsets), None).unwrap();
+        assert_eq!(per_row.try_get(1).unwrap(), Some("fine"));
+        assert!(per_row.try_get(2).is_err());
+        for min_len in [1, 2, 100] {
+            let err = per_row.par_map(min_len, |t| t.map(str::len)).unwrap_err();
+            assert_eq!(err.to_string(), "string column: row 2 is not valid UTF-8");
+        }
+        let valid = [true, true, false, true, true];
+        let nulls =
+            StrColumn::new_utf8_per_row(data, Offsets::I64(&offsets), Some(&valid)).unwrap();
+        let err = nulls.par_map(1, |t| t.map(str::len)).unwrap_err();
+        assert_eq!(err.to_string(), "string column: row 4 is not valid UTF-8");
+        let ok = StrColumn::new_utf8_per_row(data, Offsets::I64(&offsets[..3]), None).unwrap();
+        assert_eq!(
+            ok.par_map(1, |t| t.map(str::len)).unwrap(),
+            vec![Some(2), Some(4)]
+        );
+        // A column checked whole up front reads the same through try_get and par_map.
+        let whole = StrColumn::new(data, Offsets::I64(&offsets[..3]), None).unwrap();
+        assert_eq!(
+            whole.par_map(1, |t| t.map(str::len)).unwrap(),
+            vec![Some(2), Some(4)]
+        );
     }
 
     #[test]

@@ -385,8 +385,11 @@ impl Matcher {
         valid: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<Bound<'py, PyArray1<bool>>> {
         let col = Column::new(data, offsets, valid)?;
-        let view = col.view()?;
-        Ok(py.detach(|| self.inner.any(&view)).into_pyarray(py))
+        let view = col.view_utf8_per_row()?;
+        Ok(py
+            .detach(|| self.inner.any(&view))
+            .map_err(err)?
+            .into_pyarray(py))
     }
 
     /// -> (row int64, pattern_id uint32, start int64, first_sentence bool)
@@ -399,8 +402,8 @@ impl Matcher {
         valid: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<ScanArrays<'py>> {
         let col = Column::new(data, offsets, valid)?;
-        let view = col.view()?;
-        let s = py.detach(|| self.inner.scan(&view));
+        let view = col.view_utf8_per_row()?;
+        let s = py.detach(|| self.inner.scan(&view)).map_err(err)?;
         Ok((
             s.row.into_pyarray(py),
             s.pattern.into_pyarray(py),
