@@ -252,3 +252,17 @@ def test_class_weight_power_trades_minority_recall():
 
     assert partial_calls(0.0) == 0
     assert partial_calls(1.0) == 8
+
+
+def test_feature_kernels_reject_rows_that_are_not_utf8():
+    import pyarrow as pa
+    import pytest
+
+    data = b"fine textok \xffmore text"
+    offsets = pa.py_buffer(np.array([0, 9, 13, 22], dtype=np.int32).tobytes())
+    bad = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(data)])
+    weights = np.zeros((1 << 8, 3), np.float32)
+    for run in (lambda: _core.hashed_ngrams(*buffers(bad), bits=8), lambda: _core.row_stats(*buffers(bad)),
+                lambda: _core.hashed_scores(*buffers(bad), weights=weights, bits=8)):
+        with pytest.raises(ValueError, match="^string column: row 1 is not valid UTF-8$"):
+            run()

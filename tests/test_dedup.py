@@ -262,3 +262,34 @@ def test_same_output_with_one_and_two_threads():
     )
     one, two = run_python(code, 1), run_python(code, 2)
     assert one.startswith("True") and one == two
+
+
+def _not_utf8():
+    """Arrow buffers that skipped pyarrow's validation: row 1 is not UTF-8."""
+    data = b"the cat sat on the matok \xffthe cat sat on the mat"
+    offsets = pa.py_buffer(np.array([0, 22, 26, 48], dtype=np.int32).tobytes())
+    return pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(data)])
+
+
+@pytest.mark.parametrize("kernel", ["normalize", "exact", "near", "signatures", "query"])
+def test_rows_that_are_not_utf8_are_an_error_naming_the_row(kernel):
+    index = dd.NearIndex()
+    index.add(["the cat sat on the mat"])
+    run = {"normalize": dd.normalize, "exact": dd.exact, "near": dd.near, "signatures": index.signatures,
+           "query": index.query}[kernel]
+    with pytest.raises(ValueError, match="^string column: row 1 is not valid UTF-8$"):
+        run(_not_utf8())
+
+
+def test_indexes_are_untouched_by_a_batch_with_a_bad_row():
+    near, exact = dd.NearIndex(), dd.ExactIndex()
+    assert near.add(["the cat sat on the mat"]).tolist() == [0]
+    assert exact.add(["the cat sat on the mat"]).tolist() == [0]
+    for index in (near, exact):
+        with pytest.raises(ValueError, match="row 1 is not valid UTF-8"):
+            index.add(_not_utf8())
+        assert len(index) == 1
+    # The next batch is numbered and matched as if the bad one never came.
+    assert near.add(["x y z w", "the cat sat on the mat"]).tolist() == [1, 0]
+    assert exact.add(["x y z w", "the cat sat on the mat"]).tolist() == [1, 0]
+    assert near.signatures(["the cat sat on the mat"]).shape == (1, 128)

@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use crate::error::Result;
 use crate::text::StrColumn;
 
 /// Position-tagged unigrams for this many leading tokens.
@@ -79,18 +80,18 @@ fn row_features(text: &[u8], opening_bytes: usize, bits: u32, out: &mut Vec<u32>
 }
 
 /// Hashed features of every row: `(indptr, indices)`; null rows have none. Only the first
-/// `max_bytes` bytes of a row are read (a token cut at that point counts as it stands).
-/// `bits` must be in 1..=31.
+/// `max_bytes` bytes of a row are used (a token cut at that point counts as it stands).
+/// `bits` must be in 1..=31. An error if a row is not UTF-8.
 pub fn hashed_ngrams(
     col: &StrColumn,
     bits: u32,
     opening_bytes: usize,
     max_bytes: usize,
-) -> (Vec<i64>, Vec<u32>) {
+) -> Result<(Vec<i64>, Vec<u32>)> {
     assert!((1..=31).contains(&bits), "bits must be in 1..=31");
     const CHUNK: usize = 4096;
     let n = col.len();
-    let parts: Vec<(Vec<usize>, Vec<u32>)> = (0..n.div_ceil(CHUNK))
+    let parts: Result<Vec<(Vec<usize>, Vec<u32>)>> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
         .map(|c| {
             let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(n));
@@ -98,15 +99,16 @@ pub fn hashed_ngrams(
             let mut idx = Vec::new();
             for r in lo..hi {
                 let before = idx.len();
-                if !col.is_null(r) {
-                    let b = col.bytes(r);
+                if let Some(t) = col.try_get(r)? {
+                    let b = t.as_bytes();
                     row_features(&b[..b.len().min(max_bytes)], opening_bytes, bits, &mut idx);
                 }
                 lens.push(idx.len() - before);
             }
-            (lens, idx)
+            Ok((lens, idx))
         })
         .collect();
+    let parts = parts.map_err(|e| col.first_error(e))?;
     let total: usize = parts.iter().map(|p| p.1.len()).sum();
     let mut indptr = Vec::with_capacity(n + 1);
     let mut indices = Vec::with_capacity(total);
@@ -118,14 +120,15 @@ pub fn hashed_ngrams(
         }
         indices.extend_from_slice(&idx);
     }
-    (indptr, indices)
+    Ok((indptr, indices))
 }
 
 /// The hashed part of a linear model's scores, without materialising the features: for each
 /// row, `sum over its features f of weights[f]` (a row of `k` values), times
 /// `1 / sqrt(number of features)` (at least 1). `weights` is `(2^bits, k)` row-major; the result
 /// is `(rows, k)` row-major; null rows score 0. Equal to summing over [`hashed_ngrams`]'s output
-/// (each product rounded to f32, sums in f64, then rounded to f32).
+/// (each product rounded to f32, sums in f64, then rounded to f32). An error if a row is not
+/// UTF-8.
 pub fn hashed_scores(
     col: &StrColumn,
     bits: u32,
@@ -133,7 +136,7 @@ pub fn hashed_scores(
     max_bytes: usize,
     weights: &[f32],
     k: usize,
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
     assert!((1..=31).contains(&bits), "bits must be in 1..=31");
     assert!(
         k > 0 && weights.len() == k << bits,
@@ -143,14 +146,14 @@ pub fn hashed_scores(
     out.par_chunks_mut(k)
         .enumerate()
         .with_min_len(256)
-        .for_each_init(
+        .try_for_each_init(
             || (Vec::new(), vec![0f64; k]),
             |(feats, acc), (r, row)| {
-                if col.is_null(r) {
-                    return;
-                }
+                let Some(t) = col.try_get(r)? else {
+                    return Ok(());
+                };
                 feats.clear();
-                let b = col.bytes(r);
+                let b = t.as_bytes();
                 row_features(&b[..b.len().min(max_bytes)], opening_bytes, bits, feats);
                 let scale = (1.0 / (feats.len().max(1) as f64).sqrt()) as f32;
                 acc.fill(0.0);
@@ -163,27 +166,25 @@ pub fn hashed_scores(
                 for (o, &a) in row.iter_mut().zip(acc.iter()) {
                     *o = a as f32;
                 }
+                Ok(())
             },
-        );
-    out
+        )
+        .map_err(|e| col.first_error(e))?;
+    Ok(out)
 }
 
 /// Per row, the number of space bytes and whether a line starts a list item (see
 /// [`crate::judge::has_list_item`]): the learned step's dense length and list features. Null
-/// rows give 0 and false.
-pub fn row_stats(col: &StrColumn) -> (Vec<u32>, Vec<bool>) {
-    (0..col.len())
-        .into_par_iter()
-        .with_min_len(1024)
-        .map(|r| {
-            if col.is_null(r) {
-                return (0, false);
-            }
-            let b = col.bytes(r);
+/// rows give 0 and false. An error if a row is not UTF-8.
+pub fn row_stats(col: &StrColumn) -> Result<(Vec<u32>, Vec<bool>)> {
+    let stats = col.par_map(1024, |t| {
+        t.map_or((0, false), |t| {
+            let b = t.as_bytes();
             let spaces = b.iter().map(|&x| (x == b' ') as u32).sum();
             (spaces, crate::judge::has_list_item(b))
         })
-        .unzip()
+    })?;
+    Ok(stats.into_iter().unzip())
 }
 
 #[cfg(test)]
@@ -194,7 +195,7 @@ mod tests {
     #[test]
     fn tokens_regions_and_nulls() {
         let col = OwnedColumn::from_options(&[Some("I can't help."), None, Some(""), Some("a b")]);
-        let (indptr, idx) = hashed_ngrams(&col.view(), 20, 4, usize::MAX);
+        let (indptr, idx) = hashed_ngrams(&col.view(), 20, 4, usize::MAX).unwrap();
         // "I" "can't" "help": 3 unigrams + 2 bigrams + 3 lead; null and empty: nothing.
         assert_eq!(indptr, vec![0, 8, 8, 8, 8 + 2 + 1 + 2]);
         let i = token_hash(b"i");
@@ -218,8 +219,8 @@ mod tests {
         ]);
         let (bits, k) = (6u32, 3usize);
         let w: Vec<f32> = (0..(k << bits)).map(|i| (i as f32 * 0.37).sin()).collect();
-        let got = hashed_scores(&col.view(), bits, 5, usize::MAX, &w, k);
-        let (indptr, idx) = hashed_ngrams(&col.view(), bits, 5, usize::MAX);
+        let got = hashed_scores(&col.view(), bits, 5, usize::MAX, &w, k).unwrap();
+        let (indptr, idx) = hashed_ngrams(&col.view(), bits, 5, usize::MAX).unwrap();
         for r in 0..4 {
             let f = &idx[indptr[r] as usize..indptr[r + 1] as usize];
             let scale = 1.0 / (f.len().max(1) as f64).sqrt();
@@ -234,17 +235,17 @@ mod tests {
                 );
             }
         }
-        let (spaces, lists) = row_stats(&col.view());
+        let (spaces, lists) = row_stats(&col.view()).unwrap();
         assert_eq!(spaces, vec![5, 0, 0, 4]);
         assert_eq!(lists, vec![false, false, false, false]);
         let col = OwnedColumn::from_strs(&["Steps:\n 2) go", "-x\n- y"]);
-        assert_eq!(row_stats(&col.view()).1, vec![true, true]);
+        assert_eq!(row_stats(&col.view()).unwrap().1, vec![true, true]);
     }
 
     #[test]
     fn case_insensitive() {
         let col = OwnedColumn::from_strs(&["Sorry BUT", "sorry but"]);
-        let (indptr, idx) = hashed_ngrams(&col.view(), 16, 100, usize::MAX);
+        let (indptr, idx) = hashed_ngrams(&col.view(), 16, 100, usize::MAX).unwrap();
         let k = indptr[1] as usize;
         assert_eq!(idx[..k], idx[k..]);
     }

@@ -39,37 +39,20 @@ impl Offsets<'_> {
     }
 }
 
-/// A validated, borrowed string column with optional nulls.
+/// A borrowed string column with optional nulls. Its shape is checked when it is made; each
+/// row is checked to be UTF-8 when a kernel reads it ([`StrColumn::try_get`]), so the text is
+/// brought into the cache once, by the thread that works on it, with no pass of its own.
 #[derive(Clone, Copy, Debug)]
 pub struct StrColumn<'a> {
     data: &'a [u8],
     offsets: Offsets<'a>,
     valid: Option<&'a [bool]>,
-    /// Whether every row was checked to be UTF-8 up front (else [`StrColumn::try_get`] checks
-    /// each row as it is read).
-    utf8_checked: bool,
 }
 
 impl<'a> StrColumn<'a> {
-    /// Checks the buffers once: offsets non-decreasing and inside `data`, every row valid UTF-8,
-    /// `valid` (if any) one entry per row. After this, row access is free of checks.
+    /// Checks the buffers' shape: offsets non-decreasing and inside `data`, no row boundary
+    /// inside a UTF-8 sequence, `valid` (if any) one entry per row.
     pub fn new(data: &'a [u8], offsets: Offsets<'a>, valid: Option<&'a [bool]>) -> Result<Self> {
-        let col = Self::new_utf8_per_row(data, offsets, valid)?;
-        col.check_utf8()?;
-        Ok(StrColumn {
-            utf8_checked: true,
-            ..col
-        })
-    }
-
-    /// Checks the buffers' shape as [`StrColumn::new`] does, but leaves UTF-8 to be checked row
-    /// by row as [`StrColumn::try_get`] reads it: for a kernel that reads every row once, the
-    /// text is then brought into the cache once rather than twice, and checked in parallel.
-    pub fn new_utf8_per_row(
-        data: &'a [u8],
-        offsets: Offsets<'a>,
-        valid: Option<&'a [bool]>,
-    ) -> Result<Self> {
         if offsets.len() == 0 {
             return invalid("string column: offsets must hold at least one entry");
         }
@@ -103,28 +86,7 @@ impl<'a> StrColumn<'a> {
             data,
             offsets,
             valid,
-            utf8_checked: false,
         })
-    }
-
-    /// Every row's bytes (null rows' too) are UTF-8; else the error names the first bad row.
-    fn check_utf8(&self) -> Result<()> {
-        let (first, last) = (
-            self.offsets.get(0) as usize,
-            self.offsets.get(self.len()) as usize,
-        );
-        let text = &self.data[first..last];
-        // SIMD validation (several times std's speed on this path, which runs before the
-        // parallel work); std only to locate the first bad byte for the message.
-        if simdutf8::basic::from_utf8(text).is_err() {
-            let valid = std::str::from_utf8(text).map_or_else(|e| e.valid_up_to(), |s| s.len());
-            let at = first + valid;
-            let row = (0..self.len())
-                .find(|&i| (self.offsets.get(i + 1) as usize) > at)
-                .unwrap_or(0);
-            return Err(not_utf8(row));
-        }
-        Ok(())
     }
 
     #[inline]
@@ -152,33 +114,17 @@ impl<'a> StrColumn<'a> {
         &self.data[s..e]
     }
 
-    /// Row `i`, or `None` for a null row. Panics on a column made by
-    /// [`StrColumn::new_utf8_per_row`], whose rows are read with [`StrColumn::try_get`].
-    #[inline]
-    pub fn get(&self, i: usize) -> Option<&'a str> {
-        assert!(
-            self.utf8_checked,
-            "a column checked row by row is read with try_get"
-        );
-        if self.is_null(i) {
-            return None;
-        }
-        // SAFETY: `new` checked that the whole range is UTF-8 and no offset splits a character.
-        Some(unsafe { std::str::from_utf8_unchecked(self.bytes(i)) })
-    }
-
-    /// Row `i`, or `None` for a null row; an error if the row is not UTF-8 (checked here unless
-    /// the column was checked whole by [`StrColumn::new`]).
+    /// Row `i`, or `None` for a null row; an error if the row is not UTF-8.
     #[inline]
     pub fn try_get(&self, i: usize) -> Result<Option<&'a str>> {
         if self.is_null(i) {
             return Ok(None);
         }
         let b = self.bytes(i);
-        if !self.utf8_checked && simdutf8::basic::from_utf8(b).is_err() {
+        if simdutf8::basic::from_utf8(b).is_err() {
             return Err(not_utf8(i));
         }
-        // SAFETY: checked just above, or for the whole column by `new`.
+        // SAFETY: checked just above.
         Ok(Some(unsafe { std::str::from_utf8_unchecked(b) }))
     }
 
@@ -217,11 +163,15 @@ impl<'a> StrColumn<'a> {
                 self.try_get(i).map(&f)
             })
             .collect();
-        out.map_err(|e| {
-            (0..self.len())
-                .find(|&i| self.try_get(i).is_err())
-                .map_or(e, not_utf8)
-        })
+        out.map_err(|e| self.first_error(e))
+    }
+
+    /// The error for the first row that is not UTF-8, or `e` if every row is: a parallel pass
+    /// stops at whichever bad row a thread meets first, the message names the first.
+    pub fn first_error(&self, e: FrxError) -> FrxError {
+        (0..self.len())
+            .find(|&i| self.try_get(i).is_err())
+            .map_or(e, not_utf8)
     }
 
     /// Total bytes of all rows.
@@ -440,16 +390,16 @@ mod tests {
     fn invalid_utf8_inside_a_row_names_the_row() {
         let data = b"okfine\xe9x\xc3\xa9";
         let offsets = [0i64, 2, 6, 8, 10];
-        let Err(err) = StrColumn::new(data, Offsets::I64(&offsets), None) else {
-            panic!("an invalid byte inside row 2 was accepted");
-        };
-        assert!(
-            err.to_string().contains("row 2 is not valid UTF-8"),
-            "{err}"
-        );
+        let col = StrColumn::new(data, Offsets::I64(&offsets), None).unwrap();
+        let err = col.par_map(1, |t| t.is_some()).unwrap_err();
+        assert_eq!(err.to_string(), "string column: row 2 is not valid UTF-8");
         let fixed = b"okfine\xc3\xa9x\xc3\xa9";
         let offsets = [0i64, 2, 6, 8, 9, 11];
-        assert!(StrColumn::new(fixed, Offsets::I64(&offsets), None).is_ok());
+        let col = StrColumn::new(fixed, Offsets::I64(&offsets), None).unwrap();
+        assert_eq!(
+            col.par_map(1, |t| t.map(str::len)).unwrap(),
+            vec![Some(2), Some(4), Some(2), Some(1), Some(2)]
+        );
     }
 
     #[test]
@@ -457,7 +407,7 @@ mod tests {
         // Rows 2 and 4 are not UTF-8; row 2 is null in the second column.
         let data = b"okfine\xe9xyz\xff";
         let offsets = [0i64, 2, 6, 7, 10, 11];
-        let per_row = StrColumn::new_utf8_per_row(data, Offsets::I64(&offsets), None).unwrap();
+        let per_row = StrColumn::new(data, Offsets::I64(&offsets), None).unwrap();
         assert_eq!(per_row.try_get(1).unwrap(), Some("fine"));
         assert!(per_row.try_get(2).is_err());
         for min_len in [1, 2, 100] {
@@ -465,19 +415,12 @@ mod tests {
             assert_eq!(err.to_string(), "string column: row 2 is not valid UTF-8");
         }
         let valid = [true, true, false, true, true];
-        let nulls =
-            StrColumn::new_utf8_per_row(data, Offsets::I64(&offsets), Some(&valid)).unwrap();
+        let nulls = StrColumn::new(data, Offsets::I64(&offsets), Some(&valid)).unwrap();
         let err = nulls.par_map(1, |t| t.map(str::len)).unwrap_err();
         assert_eq!(err.to_string(), "string column: row 4 is not valid UTF-8");
-        let ok = StrColumn::new_utf8_per_row(data, Offsets::I64(&offsets[..3]), None).unwrap();
+        let ok = StrColumn::new(data, Offsets::I64(&offsets[..3]), None).unwrap();
         assert_eq!(
             ok.par_map(1, |t| t.map(str::len)).unwrap(),
-            vec![Some(2), Some(4)]
-        );
-        // A column checked whole up front reads the same through try_get and par_map.
-        let whole = StrColumn::new(data, Offsets::I64(&offsets[..3]), None).unwrap();
-        assert_eq!(
-            whole.par_map(1, |t| t.map(str::len)).unwrap(),
             vec![Some(2), Some(4)]
         );
     }
@@ -537,11 +480,16 @@ mod tests {
         assert!(StrColumn::new(data, Offsets::I64(&[2, 1]), None).is_err());
         assert!(StrColumn::new(data, Offsets::I64(&[]), None).is_err());
         assert!(StrColumn::new(data, Offsets::I64(&[0, 3]), Some(&[true, true])).is_err());
+        // A row that is not UTF-8 is an error when it is read, not before.
         let bad = [b'a', 0xC3];
-        assert!(StrColumn::new(&bad, Offsets::I32(&[0, 2]), None).is_err());
+        let col = StrColumn::new(&bad, Offsets::I32(&[0, 2]), None).unwrap();
+        assert!(col.try_get(0).is_err());
         let split = "é".as_bytes();
         assert!(StrColumn::new(split, Offsets::I32(&[0, 1, 2]), None).is_err());
         let c = StrColumn::new(data, Offsets::I32(&[0, 1, 3]), Some(&[true, false])).unwrap();
-        assert_eq!((c.get(0), c.get(1)), (Some("a"), None));
+        assert_eq!(
+            (c.try_get(0).unwrap(), c.try_get(1).unwrap()),
+            (Some("a"), None)
+        );
     }
 }

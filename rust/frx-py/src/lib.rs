@@ -75,25 +75,13 @@ impl<'py> Column<'py> {
     }
 
     fn view(&self) -> PyResult<StrColumn<'_>> {
-        let (data, offsets, valid) = self.parts()?;
-        StrColumn::new(data, offsets, valid).map_err(err)
-    }
-
-    /// A view whose rows are checked to be UTF-8 as a kernel reads them (`try_get`).
-    fn view_utf8_per_row(&self) -> PyResult<StrColumn<'_>> {
-        let (data, offsets, valid) = self.parts()?;
-        StrColumn::new_utf8_per_row(data, offsets, valid).map_err(err)
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn parts(&self) -> PyResult<(&[u8], Offsets<'_>, Option<&[bool]>)> {
         let data = slice(&self.data, "data")?;
         let offsets = match &self.offsets {
             OffsetArray::I32(o) => Offsets::I32(slice(o, "offsets")?),
             OffsetArray::I64(o) => Offsets::I64(slice(o, "offsets")?),
         };
         let valid = self.valid.as_ref().map(|v| slice(v, "valid")).transpose()?;
-        Ok((data, offsets, valid))
+        StrColumn::new(data, offsets, valid).map_err(err)
     }
 }
 
@@ -113,17 +101,18 @@ fn normalize<'py>(
 ) -> PyResult<Vec<Option<String>>> {
     let col = Column::new(data, offsets, valid)?;
     let view = col.view()?;
-    Ok(py.detach(|| {
+    py.detach(|| {
         let mut buf = Vec::new();
         (0..view.len())
             .map(|i| {
-                view.get(i).map(|s| {
+                Ok(view.try_get(i)?.map(|s| {
                     normalize_into(s, &mut buf);
                     String::from_utf8(buf.clone()).expect("normalised text is UTF-8")
-                })
+                }))
             })
-            .collect()
-    }))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(err)
 }
 
 /// exact_dedup(data, offsets, valid) -> (keep: bool[n], group: int64[n])
@@ -137,7 +126,7 @@ fn exact_dedup<'py>(
 ) -> PyResult<(Arr<'py, bool>, Arr<'py, i64>)> {
     let col = Column::new(data, offsets, valid)?;
     let view = col.view()?;
-    let r = py.detach(|| exact(&view));
+    let r = py.detach(|| exact(&view)).map_err(err)?;
     Ok((r.keep.into_pyarray(py), r.group.into_pyarray(py)))
 }
 
@@ -166,8 +155,9 @@ fn hashed_ngrams<'py>(
     check_bits(bits)?;
     let col = Column::new(data, offsets, valid)?;
     let view = col.view()?;
-    let (indptr, indices) =
-        py.detach(|| frx_core::features::hashed_ngrams(&view, bits, opening_bytes, max_bytes));
+    let (indptr, indices) = py
+        .detach(|| frx_core::features::hashed_ngrams(&view, bits, opening_bytes, max_bytes))
+        .map_err(err)?;
     Ok((indptr.into_pyarray(py), indices.into_pyarray(py)))
 }
 
@@ -204,7 +194,7 @@ fn hashed_scores<'py>(
     let view = col.view()?;
     let out = py
         .detach(|| frx_core::features::hashed_scores(&view, bits, opening_bytes, max_bytes, w, k));
-    Ok(out.into_pyarray(py))
+    Ok(out.map_err(err)?.into_pyarray(py))
 }
 
 /// row_stats(data, offsets, valid) -> (spaces: uint32[n], has_list: bool[n])
@@ -218,7 +208,9 @@ fn row_stats<'py>(
 ) -> PyResult<(Arr<'py, u32>, Arr<'py, bool>)> {
     let col = Column::new(data, offsets, valid)?;
     let view = col.view()?;
-    let (spaces, lists) = py.detach(|| frx_core::features::row_stats(&view));
+    let (spaces, lists) = py
+        .detach(|| frx_core::features::row_stats(&view))
+        .map_err(err)?;
     Ok((spaces.into_pyarray(py), lists.into_pyarray(py)))
 }
 
@@ -251,7 +243,10 @@ impl ExactIndex {
         let col = Column::new(data, offsets, valid)?;
         let view = col.view()?;
         let inner = &mut self.inner;
-        Ok(py.detach(|| inner.add(&view)).into_pyarray(py))
+        Ok(py
+            .detach(|| inner.add(&view))
+            .map_err(err)?
+            .into_pyarray(py))
     }
 }
 
@@ -329,7 +324,7 @@ impl NearIndex {
     ) -> PyResult<(Arr<'py, i64>, Arr<'py, f64>)> {
         let col = Column::new(data, offsets, valid)?;
         let view = col.view()?;
-        let (ids, sims) = py.detach(|| self.inner.query(&view));
+        let (ids, sims) = py.detach(|| self.inner.query(&view)).map_err(err)?;
         Ok((ids.into_pyarray(py), sims.into_pyarray(py)))
     }
 
@@ -343,7 +338,7 @@ impl NearIndex {
     ) -> PyResult<Bound<'py, PyAny>> {
         let col = Column::new(data, offsets, valid)?;
         let view = col.view()?;
-        let sigs = py.detach(|| self.inner.signatures(&view));
+        let sigs = py.detach(|| self.inner.signatures(&view)).map_err(err)?;
         let shape = [view.len(), self.inner.params().num_perm];
         Ok(sigs.into_pyarray(py).reshape(shape)?.into_any())
     }
@@ -385,7 +380,7 @@ impl Matcher {
         valid: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<Bound<'py, PyArray1<bool>>> {
         let col = Column::new(data, offsets, valid)?;
-        let view = col.view_utf8_per_row()?;
+        let view = col.view()?;
         Ok(py
             .detach(|| self.inner.any(&view))
             .map_err(err)?
@@ -402,7 +397,7 @@ impl Matcher {
         valid: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<ScanArrays<'py>> {
         let col = Column::new(data, offsets, valid)?;
-        let view = col.view_utf8_per_row()?;
+        let view = col.view()?;
         let s = py.detach(|| self.inner.scan(&view)).map_err(err)?;
         Ok((
             s.row.into_pyarray(py),
@@ -448,7 +443,7 @@ impl Judge {
         valid: Option<PyReadonlyArray1<'py, bool>>,
     ) -> PyResult<JudgeArrays<'py>> {
         let col = Column::new(data, offsets, valid)?;
-        let view = col.view_utf8_per_row()?;
+        let view = col.view()?;
         let v = py.detach(|| self.inner.judge_column(&view)).map_err(err)?;
         Ok((
             v.label.into_pyarray(py),

@@ -3,6 +3,7 @@
 //! Keys are xxh3-128 of [`crate::text::normalize_into`]; computed in parallel, then grouped in
 //! row order so "first occurrence kept" holds whatever the thread count.
 
+use crate::error::Result;
 use crate::text::{normalize_into, StrColumn};
 use hashbrown::HashMap;
 use rayon::prelude::*;
@@ -35,21 +36,22 @@ pub(crate) type Prehashed = BuildHasherDefault<PrehashedHasher>;
 /// Rows per rayon task: large enough to amortise scheduling, small enough to balance.
 pub(crate) const ROWS_PER_TASK: usize = 2048;
 
-/// The exact-dedup key of every row (`None` for nulls).
-pub fn exact_keys(col: &StrColumn<'_>) -> Vec<Option<u128>> {
-    (0..col.len())
+/// The exact-dedup key of every row (`None` for nulls); an error if a row is not UTF-8.
+pub fn exact_keys(col: &StrColumn<'_>) -> Result<Vec<Option<u128>>> {
+    let keys: Result<Vec<Option<u128>>> = (0..col.len())
         .into_par_iter()
         .with_min_len(ROWS_PER_TASK)
         .map_init(
             || Vec::with_capacity(256),
             |buf, i| {
-                col.get(i).map(|s| {
+                Ok(col.try_get(i)?.map(|s| {
                     normalize_into(s, buf);
                     xxh3_128(buf)
-                })
+                }))
             },
         )
-        .collect()
+        .collect();
+    keys.map_err(|e| col.first_error(e))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,12 +86,14 @@ impl ExactIndex {
 
     /// For each new row, the global id of the first row with the same normalised text (its own
     /// id if it is the first, or if it is null: nulls are never duplicates of anything).
-    pub fn add(&mut self, col: &StrColumn<'_>) -> Vec<i64> {
-        let keys = exact_keys(col);
+    /// An error if a row is not UTF-8 (then nothing is added).
+    pub fn add(&mut self, col: &StrColumn<'_>) -> Result<Vec<i64>> {
+        let keys = exact_keys(col)?;
         self.first.reserve(keys.len());
         let base = self.rows;
         self.rows += keys.len() as i64;
-        keys.iter()
+        Ok(keys
+            .iter()
             .enumerate()
             .map(|(i, k)| {
                 let id = base + i as i64;
@@ -98,19 +102,20 @@ impl ExactIndex {
                     Some(k) => *self.first.entry(*k).or_insert(id),
                 }
             })
-            .collect()
+            .collect())
     }
 }
 
-/// Exact dedup of a column. Null rows are never duplicates of anything: they are kept.
-pub fn exact(col: &StrColumn<'_>) -> ExactResult {
-    let group = ExactIndex::new().add(col);
+/// Exact dedup of a column. Null rows are never duplicates of anything: they are kept. An error
+/// if a row is not UTF-8.
+pub fn exact(col: &StrColumn<'_>) -> Result<ExactResult> {
+    let group = ExactIndex::new().add(col)?;
     let keep = group
         .iter()
         .enumerate()
         .map(|(i, &g)| g == i as i64)
         .collect();
-    ExactResult { keep, group }
+    Ok(ExactResult { keep, group })
 }
 
 #[cfg(test)]
@@ -130,7 +135,7 @@ mod tests {
             Some(""),
             Some("   "),
         ]);
-        let r = exact(&c.view());
+        let r = exact(&c.view()).unwrap();
         assert_eq!(r.group, vec![0, 0, 2, 0, 4, 5, 6, 6]);
         assert_eq!(
             r.keep,
@@ -143,8 +148,8 @@ mod tests {
         let mut idx = ExactIndex::new();
         let a = OwnedColumn::from_options(&[Some("x"), None, Some("y")]);
         let b = OwnedColumn::from_options(&[Some("Y"), None, Some("z"), Some("X ")]);
-        assert_eq!(idx.add(&a.view()), vec![0, 1, 2]);
-        assert_eq!(idx.add(&b.view()), vec![2, 4, 5, 0]);
+        assert_eq!(idx.add(&a.view()).unwrap(), vec![0, 1, 2]);
+        assert_eq!(idx.add(&b.view()).unwrap(), vec![2, 4, 5, 0]);
         assert_eq!(idx.len(), 7);
     }
 
@@ -152,7 +157,7 @@ mod tests {
     fn zero_rows() {
         let c = OwnedColumn::from_strs::<&str>(&[]);
         assert_eq!(
-            exact(&c.view()),
+            exact(&c.view()).unwrap(),
             ExactResult {
                 keep: vec![],
                 group: vec![]

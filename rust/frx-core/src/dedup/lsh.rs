@@ -124,21 +124,26 @@ impl NearIndex {
         self.uf.parent.is_empty()
     }
 
-    /// Signatures of a column, row-major, `num_perm` per row (null rows are all [`EMPTY`]).
-    pub fn signatures(&self, col: &StrColumn<'_>) -> Vec<u32> {
+    /// Signatures of a column, row-major, `num_perm` per row (null rows are all [`EMPTY`]); an
+    /// error if a row is not UTF-8.
+    pub fn signatures(&self, col: &StrColumn<'_>) -> Result<Vec<u32>> {
         let mut sigs = vec![EMPTY; col.len() * self.params.num_perm];
-        self.fill_signatures(col, &mut sigs);
-        sigs
+        self.fill_signatures(col, &mut sigs)?;
+        Ok(sigs)
     }
 
-    fn fill_signatures(&self, col: &StrColumn<'_>, out: &mut [u32]) {
+    fn fill_signatures(&self, col: &StrColumn<'_>, out: &mut [u32]) -> Result<()> {
         out.par_chunks_mut(self.params.num_perm)
             .with_min_len(ROWS_PER_TASK)
             .enumerate()
-            .for_each_init(Scratch::default, |scratch, (i, sig)| match col.get(i) {
-                Some(s) => self.hasher.signature(s, scratch, sig),
-                None => sig.fill(EMPTY),
-            });
+            .try_for_each_init(Scratch::default, |scratch, (i, sig)| {
+                match col.try_get(i)? {
+                    Some(s) => self.hasher.signature(s, scratch, sig),
+                    None => sig.fill(EMPTY),
+                }
+                Ok(())
+            })
+            .map_err(|e| col.first_error(e))
     }
 
     /// Band keys (`bands` per row) and whole-signature hashes of row-major signatures.
@@ -179,8 +184,12 @@ impl NearIndex {
         // Signatures go straight into the index's store.
         let mut sigs = std::mem::take(&mut self.sigs);
         sigs.resize((base + n) * p, EMPTY);
-        self.fill_signatures(col, &mut sigs[base * p..]);
+        let filled = self.fill_signatures(col, &mut sigs[base * p..]);
+        if filled.is_err() {
+            sigs.truncate(base * p); // the index stays as it was
+        }
         self.sigs = sigs;
+        filled?;
         let (keys, whole) = self.keys(&self.sigs[base * p..]);
         self.uf.grow(base + n);
         for t in &mut self.tables {
@@ -268,11 +277,11 @@ impl NearIndex {
     /// For each row of `col`, the indexed row most similar to it with estimated Jaccard >=
     /// threshold (ties to the smaller id) and that similarity; `(-1, 0.0)` when there is none.
     /// The index is not changed.
-    pub fn query(&self, col: &StrColumn<'_>) -> (Vec<i64>, Vec<f64>) {
-        let sigs = self.signatures(col);
+    pub fn query(&self, col: &StrColumn<'_>) -> Result<(Vec<i64>, Vec<f64>)> {
+        let sigs = self.signatures(col)?;
         let (keys, whole) = self.keys(&sigs);
         let (p, nb) = (self.params.num_perm, self.bands);
-        (0..col.len())
+        Ok((0..col.len())
             .into_par_iter()
             .with_min_len(256)
             .map_init(Vec::new, |cands: &mut Vec<u32>, j| {
@@ -298,7 +307,7 @@ impl NearIndex {
                 }
                 best
             })
-            .unzip()
+            .unzip())
     }
 }
 
@@ -481,7 +490,7 @@ mod tests {
             "How do I kill a Python process that hangs on exit?",
             "bake bread",
         ]);
-        let (ids, sims) = idx.query(&q.view());
+        let (ids, sims) = idx.query(&q.view()).unwrap();
         assert_eq!(ids, vec![0, -1]);
         assert_eq!(sims[0], 1.0);
         assert_eq!(idx.len(), 1);
