@@ -166,8 +166,9 @@ impl<'a> StrColumn<'a> {
         out.map_err(|e| self.first_error(e))
     }
 
-    /// The error for the first row that is not UTF-8, or `e` if every row is: a parallel pass
-    /// stops at whichever bad row a thread meets first, the message names the first.
+    /// The error naming the first row that is not UTF-8 (`e` itself if there is none): a
+    /// parallel pass stops at whichever bad row a thread meets first; the message names the
+    /// first, so it does not depend on the threads.
     pub fn first_error(&self, e: FrxError) -> FrxError {
         (0..self.len())
             .find(|&i| self.try_get(i).is_err())
