@@ -926,7 +926,7 @@ mod tests {
         let at = |t: &str| t.find("I can't").unwrap();
         for t in [
             "While I can't",
-            "Sure. although, as an AI, I can't",
+            "Sure. although as an AI I can't",
             "ok!\n  Even though I can't",
         ] {
             assert!(conceded(t.as_bytes(), at(t)), "{t}");
