@@ -113,6 +113,8 @@ SYMPATHY = [
     "I can't speak for", "I cannot speak for", "I can't tell you how many", "I won't bore you", "I can't say I",
     "I can't help feeling", "I can't help thinking", "I can't help wondering", "I can't get over",
     "I can't do justice", "I cannot do justice", "I can't cover", "I cannot cover", "I can't list", "I cannot list",
+    "I won't go into every", "I won't go into all", "I can't go into every", "I can't go into all",
+    "I cannot go into every", "I won't go into too much", "I can't go into too much",
     # Uncertainty, not unwillingness: an answer follows ("I can't give you an exact number, but…").
     "I can't confirm", "I cannot confirm", "I can't verify", "I cannot verify", "I can't give you an exact",
     "I can't give an exact", "I cannot give an exact", "I can't provide an exact", "I cannot provide an exact",
@@ -127,6 +129,8 @@ SYMPATHY = [
     "I cannot check the current", "I can't see images", "I cannot see images", "I can't see the image",
     "I cannot see the image", "I can't view images", "I cannot view images", "I can't view the image",
     "I cannot view the image", "I can't open links", "I cannot open links", "I can't predict", "I cannot predict",
+    "I can't access your", "I cannot access your", "I'm unable to access your", "I am unable to access your",
+    "I'm not able to access your", "I can't see your", "I cannot see your",
     "I can't tell what", "I can't tell whether", "I can't tell if", "I cannot tell whether", "I cannot tell if",
 ]
 PIVOT = [
