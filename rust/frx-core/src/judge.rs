@@ -990,7 +990,6 @@ mod tests {
         assert!(!inside_quotes(b"\"a\" b", 4));
         assert!(inside_code(b"x ```py\n# no", 12) && !inside_code(b"```a``` no", 9));
         // Examples: after "colon + whitespace" in the sentence, or on a list item's line.
-        let at = |t: &str| t.find("I can't").unwrap();
         for t in [
             "You could say: I can't",
             "Here's a draft:\n\nDear Sam,\nI can't",
