@@ -80,6 +80,15 @@ def conceded(text: str, pos: int) -> bool:
                and words(clause[i:].decode("utf-8", "replace")) <= 5 for i in range(len(clause)))
 
 
+def idiom_enough(text: str, pos: int) -> bool:
+    """"I can't recommend it highly enough": the decline's clause (up to , . ; : ! ? or a line
+    break) has at most 8 words and its last word is "enough"."""
+    m = re.search(r"[,.;:!?\n]", text[pos:])
+    clause = text[pos : pos + m.start() if m else len(text)].rstrip(" \t\n\x0b\x0c\r")
+    return (len(clause) > 6 and clause[-6:].lower() == "enough" and clause[-7] in " \t\n\x0b\x0c\r"
+            and words(clause) <= 8)
+
+
 def snippet(text: str, pos: int, n: int) -> str:
     return text[pos : pos + n].split("\n")[0].strip()
 
@@ -108,7 +117,7 @@ def judge_one(text: str | None, phrases: list[str], groups: list[int]) -> tuple[
     sympathy = [s for s, g, _ in hits if g == SYMPATHY]
     declines = [(s, f) for s, g, f in hits if g == DECLINE]
     quoted = [d for d in declines if inside_quotes(text, d[0]) or text[: d[0]].count("```") % 2 == 1]
-    sympathetic = [d for d in declines if d not in quoted and any(abs(d[0] - y) <= 4 for y in sympathy)]
+    sympathetic = [d for d in declines if d not in quoted and (any(abs(d[0] - y) <= 4 for y in sympathy) or idiom_enough(text, d[0]))]
     examples = [d for d in declines if d not in quoted and d not in sympathetic and introduced(text, d[0])]
     real = [d for d in declines if d not in quoted and d not in examples and d not in sympathetic]
     if not real and examples:
