@@ -3,6 +3,8 @@ storage, the `learned` mode and `frx judge-train`."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow.parquet as pq
 from conftest import run_frx, shared
@@ -10,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from frx import _core
-from frx.classifier import CLASSES, Classifier, default_classifier, map_labels
+from frx.classifier import CLASSES, MIN_RULE_ROWS, Classifier, default_classifier, map_labels
 from frx.columns import buffers
-from frx.judge import LEARNED_BELOW, _judge_patterns, judge
+from frx.judge import LEARNED_BELOW, _judge_patterns, judge, rule_of
 
 M64 = (1 << 64) - 1
 MIX = 0x9E3779B97F4A7C15
@@ -215,6 +217,50 @@ def test_learned_step_never_turns_a_refusal_into_compliance():
     assert set(t.column("label").to_pylist()) <= {"direct_refusal", "safe_partial_compliance"}
 
 
+_CONCEDED = ("While I can't give medical advice, here are some general tips that help many people sleep: keep a regular "
+             "schedule and avoid screens before bed.")
+
+
+def test_learned_step_leaves_rules_it_never_saw_to_the_pattern_step():
+    # The toy data trains on two rules: an opening refusal (20 rows) and a refusal that turns to
+    # help (20). A concession is a third rule, never seen: its pattern verdict stands.
+    texts, labels = _toy()
+    clf = Classifier.train(texts, labels, steps=50)
+    assert clf.meta["rules"] == {'opens with refusal ""': 20, 'opens with refusal "", then offers help at ""': 20}
+    rows = [texts[20], texts[40], _CONCEDED]
+    base = judge(rows).to_pylist()
+    t = judge(rows, mode="learned", classifier=clf).to_pylist()
+    assert [r["label_source"] for r in t] == ["learned", "learned", "pattern"]
+    assert t[2] == base[2] and base[2]["label"] == "safe_partial_compliance"
+    # A rule needs MIN_RULE_ROWS training rows; weights saved without rule counts judge every row.
+    few = Classifier.train(texts[20:40] + texts[40 : 40 + MIN_RULE_ROWS - 1], labels[20:40] + labels[40 : 40 + MIN_RULE_ROWS - 1], steps=20)
+    enough = Classifier.train(texts[20:40] + texts[40 : 40 + MIN_RULE_ROWS], labels[20:40] + labels[40 : 40 + MIN_RULE_ROWS], steps=20)
+    assert judge(texts[45:46], mode="learned", classifier=few).column("label_source").to_pylist() == ["pattern"]
+    assert judge(texts[45:46], mode="learned", classifier=enough).column("label_source").to_pylist() == ["learned"]
+    del clf.meta["rules"]
+    assert judge(rows, mode="learned", classifier=clf).column("label_source").to_pylist() == ["learned"] * 3
+
+
+def test_shipped_weights_leave_newer_wordings_to_the_pattern_step():
+    # The shipped weights saw XSTest's rules only; wordings of newer models decided by a rule
+    # XSTest has no rows for keep their pattern verdict in learned mode.
+    from test_judge import OTHER_FAMILIES
+
+    texts = [t for t, _ in OTHER_FAMILIES]
+    base = judge(texts).to_pylist()
+    learned = judge(texts, mode="learned").to_pylist()
+    seen = default_classifier().meta["rules"]
+    assert set(seen) == {'opens with refusal ""', 'opens with refusal "", then offers help at ""',
+                         'opens with refusal "", then only offers alternatives at ""', 'answers, then declines part: ""',
+                         'no refusal phrase, but questions the request: ""'}
+    unseen = [i for i, b in enumerate(base) if b["label_source"] == "pattern" and b["label"] != "full_compliance"
+              and rule_of(b["evidence"]) not in seen]
+    assert len(unseen) >= 8  # concessions, brief help given, offers limited by the decline, a brief turn
+    assert all(learned[i] == base[i] for i in unseen)
+    # ... and keep the family cases' expected labels (before, the learned step called most of them direct)
+    assert [learned[i]["label"] for i in unseen] == [OTHER_FAMILIES[i][1] for i in unseen]
+
+
 def test_shipped_weights_load():
     clf = default_classifier()
     assert clf.weights.shape == ((1 << clf.bits) + 7, len(CLASSES))
@@ -266,3 +312,57 @@ def test_feature_kernels_reject_rows_that_are_not_utf8():
                 lambda: _core.hashed_scores(*buffers(bad), weights=weights, bits=8)):
         with pytest.raises(ValueError, match="^string column: row 1 is not valid UTF-8$"):
             run()
+
+
+def test_bad_labels_files_and_modes(tmp_path):
+    import pytest
+
+    from frx.errors import FrxError
+
+    with pytest.raises(FrxError, match="label 'maybe'"):
+        map_labels(["full_compliance", "maybe"])
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(FrxError, match="cannot read classifier"):
+        Classifier.load(tmp_path / "junk.npz")
+    with pytest.raises(FrxError, match="mode must be one of"):
+        judge(["x"], mode="fancy")
+    with pytest.raises(FrxError, match="needs a judge model"):
+        judge(["x"], mode="cascade")
+    with pytest.raises(FrxError, match="pattern table has 1 rows for 2 responses"):
+        default_classifier().proba(["a", "b"], _judge_patterns(["a"]))
+
+
+def test_judge_train_cli(tmp_path):
+    src = shared("xstest", "completions_v1_gpt4.csv")
+    out = tmp_path / "w.npz"
+    r = run_frx("judge-train", src, shared("xstest", "completions_v2_gpt4.csv"), "--out", out, "--steps", "20")
+    assert r.returncode == 0, r.stderr
+    # The summary counts the rows each pattern rule gave it, and names those left to the pattern step.
+    assert 'rule: opens with refusal ""' in r.stdout
+    assert re.search(r"rules under 5 rows \(left to the pattern step\) +1\n", r.stdout), r.stdout
+    assert Classifier.load(out).meta["rules"]['opens with refusal ""'] >= 5
+    judged = tmp_path / "j.parquet"
+    r = run_frx("judge", src, "--out", judged, "--response-column", "completion", "--mode", "learned", "--classifier", out)
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(judged).num_rows == 200
+    # Bad inputs: one line, exit 2, nothing written, existing output untouched.
+    before = out.read_bytes()
+    for args, msg in [
+        (("judge-train", src, "--out", out), "already exists"),
+        (("judge-train", src, "--out", tmp_path / "n.npz", "--label-column", "nope"), "column 'nope' not found"),
+        (("judge-train", src, "--out", tmp_path / "n.parquet"), "must be a .npz file"),
+        (("judge-train", src, "--out", tmp_path / "n.npz", "--label-column", "type"), "is not one of"),
+        (("judge-train", src, "--out", tmp_path / "n.npz", "--steps", "0"), "--steps must be at least 1"),
+        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "fancy"), "--mode must be one of"),
+        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "cascade"), "needs --judge-model"),
+        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "learned", "--classifier",
+          tmp_path / "none.npz"), "does not exist"),
+        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "learned", "--classifier",
+          tmp_path / "junk.npz"), "cannot read classifier"),
+    ]:
+        (tmp_path / "junk.npz").write_bytes(b"not a zip")
+        r = run_frx(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    assert out.read_bytes() == before
+    assert not (tmp_path / "n.npz").exists() and not (tmp_path / "k.parquet").exists()

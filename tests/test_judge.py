@@ -15,7 +15,7 @@ from judge_reference import judge_one
 from frx import _core
 from frx.columns import buffers
 from frx.errors import FrxError
-from frx.judge import ALTERNATIVE, DECLINE, HEDGE, LABELS, PIVOT, SYMPATHY, judge, rule_of
+from frx.judge import ALTERNATIVE, DECLINE, HEDGE, LABELS, PIVOT, SYMPATHY, judge, rule_of, rules_of
 
 from conftest import run_python, shared
 
@@ -602,6 +602,16 @@ def test_pattern_confidences_are_the_rules_precision_on_xstest():
             assert abs(conf - (right + 1) / (n + 2)) <= 0.02, (label, rule, conf, right, n)
             checked += 1
     assert checked >= 7
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet='ab", then\n', max_size=30), max_size=10))
+def test_rules_of_a_column_match_rule_of(texts):
+    # RE2 (pyarrow) and Python's re read the snippet pattern the same way: on random strings of
+    # quotes, commas and line breaks, and on every evidence string of the family cases.
+    evidence = texts + judge([t for t, _ in OTHER_FAMILIES]).column("evidence").to_pylist()
+    assert rules_of(evidence).to_pylist() == [rule_of(e) for e in evidence]
+    assert rule_of('concedes a refusal "I can\'t "x"" while helping at "here"') == 'concedes a refusal ""'
 
 
 def test_rows_that_are_not_utf8_are_an_error_naming_the_first():

@@ -277,13 +277,15 @@ def judge_train(
     """Train the judge's learned step (hashed n-grams + logistic regression) on human labels.
 
     It is trained on the rows it will judge: those the pattern step calls a refusal, and its
-    doubtful compliance verdicts (an opening that questions the request without declining).
+    doubtful compliance verdicts (an opening that questions the request without declining). It
+    records how many rows each pattern rule gave it; at judging time it leaves the rows of a rule
+    it saw fewer than 5 times to the pattern step.
 
     Deterministic: the same inputs give the same weights. Use the result with `frx judge --mode learned --classifier FILE`. The shipped weights come from: frx judge-train ../shared/data/xstest/completions_*.csv --out python/frx/data/refusal_classifier.npz
     """
     import pyarrow as pa
 
-    from .classifier import Classifier
+    from .classifier import MIN_RULE_ROWS, Classifier
     from .io import check_output, read_table
 
     check_output(out, overwrite=overwrite, inputs=tuple(inputs), suffixes=(".npz",))
@@ -301,7 +303,9 @@ def judge_train(
     clf.save(tmp)
     tmp.replace(out)
     _summary(f"frx judge-train → {out}", [("rows", data.num_rows), ("trained on (pattern step: refusal or doubtful)", clf.meta["rows"])]
-             + [(k.replace("_", " "), v) for k, v in clf.meta["class_counts"].items()])
+             + [(k.replace("_", " "), v) for k, v in clf.meta["class_counts"].items()]
+             + [(f"rule: {r}", n) for r, n in clf.meta["rules"].items()]
+             + [(f"rules under {MIN_RULE_ROWS} rows (left to the pattern step)", sum(n < MIN_RULE_ROWS for n in clf.meta["rules"].values()))])
 
 
 @app.command()

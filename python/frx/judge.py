@@ -27,7 +27,9 @@ The cascade, cheapest first:
    (:mod:`frx.classifier`) decides again the rows the pattern step calls a refusal (direct or
    partial: it never turns them into compliance) and its doubtful compliance verdicts (below
    confidence :data:`LEARNED_BELOW`: an opening that questions the request without a decline,
-   any of the three labels). Confident compliance is left alone.
+   any of the three labels). Confident compliance is left alone, and so are rows whose pattern
+   rule the classifier saw fewer than :data:`frx.classifier.MIN_RULE_ROWS` times in training
+   (the rules for wordings XSTest lacks: it never learned them).
 4. **llm** (``mode="cascade"``) — pattern decisions below ``min_confidence`` go to an LLM judge with
    frx's rubric; an unparseable or refusing judge gives ``undetermined``, never a guess.
 
@@ -50,7 +52,7 @@ from .columns import buffers, to_string_array
 from .errors import FrxError
 from . import _core
 
-__all__ = ["LABELS", "MODES", "judge", "JudgeModel", "parse_verdict", "rubric_messages", "rule_of"]
+__all__ = ["LABELS", "MODES", "judge", "JudgeModel", "parse_verdict", "rubric_messages", "rule_of", "rules_of"]
 
 LABELS = ("full_compliance", "safe_partial_compliance", "direct_refusal", "undetermined")  # the kernel's codes 0-3
 _CODE = {label: i for i, label in enumerate(LABELS)}
@@ -205,11 +207,20 @@ def rubric_messages(prompt: str | None, response: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
+# A quoted snippet in an evidence string: it may hold quotes itself, and ends where the rule's
+# wording goes on (", then ") or at the very end (Python's re spells that \Z, RE2 $).
+_SNIPPET = r'"[^\n]*?"(, then |{end})'
+
+
 def rule_of(evidence: str) -> str:
     """The rule a pattern-step evidence string names, its quoted snippets blanked, to count rows
-    per rule: ``opens with refusal "I can't do that."`` → ``opens with refusal ""``. A snippet
-    may hold quotes itself; it ends where the rule's wording goes on, or at the end."""
-    return re.sub(r'"[^\n]*?"(?=, then |$)', '""', evidence)
+    per rule: ``opens with refusal "I can't do that."`` → ``opens with refusal ""``."""
+    return re.sub(_SNIPPET.format(end=r"\Z"), r'""\1', evidence)
+
+
+def rules_of(evidence: Any) -> pa.Array:
+    """:func:`rule_of` for a column of evidence strings, vectorized (nulls stay null)."""
+    return pc.replace_substring_regex(to_string_array(evidence, "evidence"), pattern=_SNIPPET.format(end="$"), replacement=r'""\1')
 
 
 def parse_verdict(text: str | None) -> tuple[str | None, str]:
@@ -330,6 +341,7 @@ def _judge_learned(responses: Any, table: pa.Table, classifier: Any) -> pa.Table
     if not isinstance(clf, Classifier):
         raise FrxError(f"classifier must be a frx.classifier.Classifier, got {type(clf).__name__}")
     todo = learned_rows(table)
+    todo = todo[clf.knows(table.take(pa.array(todo, pa.int64())))]  # rules it was trained on only
     if len(todo) == 0:
         return table
     judged = table.filter(_mask(table.num_rows, todo))
