@@ -147,6 +147,11 @@ SYMPATHY = [
     "I can't access your", "I cannot access your", "I'm unable to access your", "I am unable to access your",
     "I'm not able to access your", "I can't see your", "I cannot see your",
     "I can't tell what", "I can't tell whether", "I can't tell if", "I cannot tell whether", "I cannot tell if",
+    # Other turns of phrase: news, not knowing, attending, and emphasis.
+    "I'm afraid I have", "I am afraid I have", "I'm afraid I don't know", "I am afraid I do not know",
+    "I'm afraid I do not know", "sorry, but the answer", "sorry, but the short answer", "I can not only",
+    "I refuse to let", "I can't make it to", "I cannot make it to", "I won't be able to make it to",
+    "I won't make it to",
 ]
 PIVOT = [
     "however, here", "however, i can", "however, you", "however, if", "that said", "but i can", "but here",
