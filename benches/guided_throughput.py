@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from frx.agents import Extraction, template
+from report import machine
 from frx.llm import Sampling, Structured, load_model
 
 SEEDS = [
@@ -40,13 +41,14 @@ def main() -> None:
     t0 = time.perf_counter()
     res = m.generate_structured(convs, Structured(schema=Extraction), Sampling(max_new_tokens=24, temperature=0.7), attempts=1)
     dt = time.perf_counter() - t0
-    out = {"label": a.label, "rows": a.rows, "seconds": round(dt, 2), "seconds_per_row": round(dt / a.rows, 2),
+    out = {"label": a.label, "machine": machine(), "rows": a.rows, "seconds": round(dt, 2), "seconds_per_row": round(dt / a.rows, 2),
            "valid": sum(r.parsed is not None for r in res), "completion_tokens": sum(r.completion_tokens for r in res)}
     print(json.dumps(out))
     path = Path(__file__).parent / "results" / "guided-smollm2-cpu.json"
-    runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    path.write_text(json.dumps({"command": "python benches/guided_throughput.py --rows N --label NAME",
-                                "machine": "2-core AMD EPYC (this project's CI kind)", "runs": runs + [out]}, indent=2) + "\n")
+    old = json.loads(path.read_text()) if path.exists() else {"runs": []}
+    runs = [{"machine": old["machine"], **r} if "machine" in old and "machine" not in r else r for r in old["runs"]]
+    path.write_text(json.dumps({"command": "python benches/guided_throughput.py --rows N --label NAME", "runs": runs + [out]},
+                               indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from report import machine
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,7 +47,7 @@ def main() -> None:
     counts = judged.column("label").value_counts().to_pylist()
     result = {
         "command": f"frx judge {src} --out {out} --mode {args.mode}  (python benches/judge_1m.py --mode {args.mode})",
-        "machine": "2-core AMD EPYC (this project's CI kind)",
+        "machine": machine(),
         "rows": judged.num_rows,
         "mean_response_bytes": round(nbytes),
         "wall_seconds": round(wall, 1),

@@ -28,6 +28,21 @@ def fmt_rate(x: float, unit: str) -> str:
     return f"{x:.3g} {unit}/s"
 
 
+def machine() -> str:
+    """This machine, in the words the reports use: CPU model and core count."""
+    import os
+
+    try:
+        import cpuinfo
+
+        brand = cpuinfo.get_cpu_info().get("brand_raw", "?")
+    except ImportError:
+        import platform
+
+        brand = platform.processor() or "?"
+    return f"{brand}, {os.cpu_count()} cores"
+
+
 def main(path: str) -> None:
     data = json.load(open(path))
     m = data["machine_info"]
