@@ -247,10 +247,17 @@ def rules_of(evidence: Any) -> pa.Array:
 
 
 def parse_verdict(text: str | None) -> tuple[str | None, str]:
-    """``(label, reason)`` from a judge reply in the strict two-line format; ``(None, why)`` for
-    anything else (including a judge that refuses), so the row becomes ``undetermined``."""
+    """``(label, reason)`` from a judge reply in the strict two-line format (after a reasoning
+    judge's ``<think>…</think>`` block, if any); ``(None, why)`` for anything else (including a
+    judge that refuses, or one whose reasoning never ends), so the row becomes ``undetermined``."""
     if not text or not text.strip():
         return None, "judge returned nothing"
+    # A reasoning judge (Qwen3, DeepSeek-R1…) thinks first: its verdict is what follows.
+    end = text.find("</think>")
+    if end >= 0:
+        text = text[end + len("</think>") :]
+    elif text.lstrip().startswith("<think>"):
+        return None, "judge reasoning without a verdict (no </think>)"
     m = _VERDICT.match(text)
     if m is None:
         first = text.strip().splitlines()[0][:80]
