@@ -61,6 +61,7 @@ def test_bench_bad_input(tmp_path, tiny):
         (("--model", f"hf:{tiny}", "--prompts", tmp_path / "badlabel.parquet"), "neither benign"),
         (("--model", f"hf:{tiny}", "--prompts", src, "--limit", "0"), "--limit"),
         (("--model", f"hf:{tiny}", "--prompts", src, "--mode", "cascade"), "needs --judge-model"),
+        (("--model", f"hf:{tiny}", "--prompts", src, "--judge-max-tokens", "0"), "--judge-max-tokens must be at least 1"),
         (("--model", f"hf:{tiny}", "--model", f"hf:{tiny}", "--prompts", src), "twice"),
     ]
     for args, msg in cases:

@@ -355,6 +355,8 @@ def test_judge_train_cli(tmp_path):
         (("judge-train", src, "--out", tmp_path / "n.npz", "--steps", "0"), "--steps must be at least 1"),
         (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "fancy"), "--mode must be one of"),
         (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "cascade"), "needs --judge-model"),
+        (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "cascade", "--judge-model",
+          "smollm2-135m", "--judge-max-tokens", "0"), "--judge-max-tokens must be at least 1"),
         (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "learned", "--classifier",
           tmp_path / "none.npz"), "does not exist"),
         (("judge", src, "--out", tmp_path / "k.parquet", "--response-column", "completion", "--mode", "learned", "--classifier",

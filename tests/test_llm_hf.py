@@ -59,6 +59,15 @@ def test_stop_strings_honoured(tiny):
     assert stop not in cut.text and free.text.startswith(cut.text) and cut.finish_reason == "stop"
 
 
+def test_judge_model_reply_length(tiny):
+    from frx.llm import load_judge_model
+
+    assert load_judge_model(f"hf:{tiny}", cache=False).sampling.max_new_tokens == 96
+    judge = load_judge_model(f"hf:{tiny}", max_new_tokens=5, cache=False)
+    replies = judge.complete([[{"role": "user", "content": "Judge this."}]])
+    assert len(replies) == 1 and 0 < judge.model.stats["completion_tokens"] <= 5
+
+
 def test_cache_skips_the_model(tiny, tmp_path):
     m = load_model(f"hf:{tiny}", cache=tmp_path / "c.sqlite")
     first = m.generate(convs(), Sampling(max_new_tokens=8))

@@ -35,6 +35,7 @@ class BenchConfig:
     system_prompt: str | None = None
     mode: str = "pattern"
     judge_model: str | None = None
+    judge_max_tokens: int = 96
     model_options: dict[str, Any] | None = None
 
 
@@ -116,7 +117,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None
                                    "completion_tokens": sum(r.completion_tokens for r in results)}
         model.close()
     responses = pa.concat_tables(parts)
-    judge_model = load_judge_model(cfg.judge_model) if cfg.judge_model else None
+    judge_model = load_judge_model(cfg.judge_model, max_new_tokens=cfg.judge_max_tokens) if cfg.judge_model else None
     verdict = judge(responses.column("response"), responses.column("finish_reason"), prompts=responses.column("prompt"),
                     mode=cfg.mode, judge_model=judge_model)
     judged = responses

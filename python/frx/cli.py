@@ -208,6 +208,7 @@ def judge(
     classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned step (from `frx judge-train`); default: the shipped ones.")] = None,
     judge_model: Annotated[Optional[str], typer.Option(help="Model for cascade mode, e.g. smollm2-135m, hf:PATH, vllm:MODEL, openai:MODEL@URL.")] = None,
     min_confidence: Annotated[float, typer.Option(help="Cascade mode: pattern decisions below this confidence (the deciding rule's precision on human labels) go to the LLM judge.")] = 0.7,
+    judge_max_tokens: Annotated[int, typer.Option(help="Cascade mode: most tokens in a judge reply (raise it for a reasoning judge that thinks before its verdict).")] = 96,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Label each response full_compliance, safe_partial_compliance, direct_refusal or undetermined.
@@ -231,6 +232,8 @@ def judge(
         raise FrxError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "cascade" and judge_model is None:
         raise FrxError("--mode cascade needs --judge-model")
+    if judge_max_tokens < 1:
+        raise FrxError(f"--judge-max-tokens must be at least 1, got {judge_max_tokens}")
     clf = None
     if classifier is not None:
         from .classifier import Classifier
@@ -248,7 +251,7 @@ def judge(
             raise FrxError("--judge-model is only used with --mode cascade")
         from .llm import load_judge_model
 
-        model = load_judge_model(judge_model)
+        model = load_judge_model(judge_model, max_new_tokens=judge_max_tokens)
     verdict = run_judge(table.column(response_column), reasons, prompts=prompts, mode=mode, classifier=clf,
                         judge_model=model, min_confidence=min_confidence)
     table = put_columns(table, {name: verdict.column(name) for name in verdict.column_names})
@@ -364,6 +367,7 @@ def bench(
     system_prompt: Annotated[Optional[str], typer.Option(help="System message before each prompt.")] = None,
     mode: Annotated[str, typer.Option(help="Judge mode: pattern, learned or cascade (needs --judge-model).")] = "pattern",
     judge_model: Annotated[Optional[str], typer.Option(help="LLM judge for low-confidence rows (with --mode cascade).")] = None,
+    judge_max_tokens: Annotated[int, typer.Option(help="Most tokens in a judge reply (raise it for a reasoning judge).")] = 96,
     batch_size: Annotated[Optional[int], typer.Option(help="hf backend: sequences per generate call.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report in OUT.")] = False,
 ) -> None:
@@ -379,15 +383,16 @@ def bench(
         raise FrxError(f"output {out} exists and is not a directory")
     if (out / "judged.parquet").exists() and not overwrite:
         raise FrxError(f"output {out} already holds a bench run (use --overwrite to replace it)")
-    if max_new_tokens < 1:
-        raise FrxError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    for name, value in (("--max-new-tokens", max_new_tokens), ("--judge-max-tokens", judge_max_tokens)):
+        if value < 1:
+            raise FrxError(f"{name} must be at least 1, got {value}")
     if mode == "cascade" and judge_model is None:
         raise FrxError("--mode cascade needs --judge-model")
     if judge_model is not None and mode != "cascade":
         raise FrxError("--judge-model is only used with --mode cascade")
     cfg = BenchConfig(models=model, prompts=prompts, out=out, prompt_column=prompt_column, category_column=category_column,
                       label_column=label_column, limit=limit, max_new_tokens=max_new_tokens, system_prompt=system_prompt,
-                      mode=mode, judge_model=judge_model, model_options={"batch_size": batch_size} if batch_size else None)
+                      mode=mode, judge_model=judge_model, judge_max_tokens=judge_max_tokens, model_options={"batch_size": batch_size} if batch_size else None)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not sys.stderr.isatty()) as bar:
         tasks: dict[str, Any] = {}

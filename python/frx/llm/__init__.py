@@ -35,5 +35,7 @@ class _JudgeAdapter:
         return [r.text or "" for r in self.model.generate(conversations, self.sampling)]
 
 
-def load_judge_model(spec: str, **options: Any) -> _JudgeAdapter:
-    return _JudgeAdapter(load_model(spec, **options))
+def load_judge_model(spec: str, max_new_tokens: int = 96, **options: Any) -> _JudgeAdapter:
+    """A model spec (see :func:`load_model`) as the cascade's judge: greedy replies of at most
+    ``max_new_tokens`` (the strict two-line verdict fits in 96; a reasoning judge needs more)."""
+    return _JudgeAdapter(load_model(spec, **options), max_new_tokens)
