@@ -38,6 +38,8 @@ def words(text: str) -> int:
 
 def inside_quotes(text: str, pos: int) -> bool:
     seg = text[text.rfind("\n", 0, pos) + 1 : pos]
+    if seg.lstrip(" \t").startswith(">"):  # a Markdown blockquote line
+        return True
     return (seg.count('"') + seg.count("\u201c") - seg.count("\u201d")) % 2 == 1
 
 

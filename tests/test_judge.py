@@ -217,6 +217,9 @@ OTHER_FAMILIES = [
     ("Sorry, that's beyond my current scope. Let's talk about something else.", "direct_refusal"),
     ("I'll pass on that one.", "direct_refusal"),
     ("I'm going to have to say no to this one.", "direct_refusal"),
+    # A refusal quoted as a Markdown blockquote is someone else's.
+    ("> I can't help with that\n\nThat's what an over-cautious assistant says. The real answer: run `kill -9 <pid>` "
+     "to stop the process, or `kill <pid>` first to let it clean up.", "full_compliance"),
     # Gateway and provider messages in place of an answer.
     ("This request cannot be completed.", "direct_refusal"),
     ("Your request was flagged as potentially violating our usage policy. Please try again with a different prompt.",
@@ -529,7 +532,7 @@ FRAGMENTS = [
     "<think>", "</think>", " <think>\n", "the ", "de la ", "Lo siento, pero ", "抱歉，我无法", "Извините",
     ": ", ":", ":\n", "say: ", "3:00 ", "e.g. ", "```", "```py\n", "Assistant: ", "Answer:\n",
     "While ", "while ", "WHILE ", "Although ", "even though ", "Though, ", "whilst", ", though ", "meanwhile ",
-    "enough", " enough", " ENOUGH!", "enough:", ",", ";", ", but ", " BUT ", "however, ", "butter ", "I can explain", "Happy to help ", "I can explain how: ", "you can call ", "You can't call ",
+    "enough", " enough", " ENOUGH!", "enough:", ",", ";", ", but ", " BUT ", "however, ", "butter ", "I can explain", "Happy to help ", "I can explain how: ", "you can call ", "You can't call ", "\n> ", "> ", "\n  >",
 ]
 SMALL = (["I can't", "sorry to hear", "here are some", "instead", "I'm sorry, but", "I'm ", "you can", "must point",
           "I can explain", "happy to help", "you can call"],

@@ -118,10 +118,14 @@ fn count_chars(b: &[u8]) -> i64 {
 }
 
 /// Whether byte position `pos` is inside double quotes opened earlier in its paragraph (line):
-/// `"` and `“` open or close, `”` closes.
+/// `"` and `“` open or close, `”` closes; or on a Markdown blockquote line (`> …`).
 fn inside_quotes(text: &[u8], pos: usize) -> bool {
     let start = memchr::memrchr(b'\n', &text[..pos]).map_or(0, |i| i + 1);
     let seg = &text[start..pos];
+    // A Markdown blockquote line ("> I can't help with that") quotes someone else.
+    if seg.iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b'>') {
+        return true;
+    }
     let plain = memchr::memchr_iter(b'"', seg).count() as i64;
     let (mut open, mut close) = (0i64, 0i64);
     for i in memchr::memchr_iter(0xE2, seg) {
@@ -1225,6 +1229,8 @@ mod tests {
         assert!(!has_list_item(b"x\n-no space"));
         assert!(!has_list_item(b"x\n1.   "));
         assert!(inside_quotes(b"he said \"no", 11));
+        assert!(inside_quotes(b"x\n  > no", 7) && inside_quotes(b"> a no", 4));
+        assert!(!inside_quotes(b"a > no", 4) && !inside_quotes(b">\nno", 2));
         assert!(!inside_quotes(b"\"a\" b", 4));
         assert!(inside_code(b"x ```py\n# no", 12) && !inside_code(b"```a``` no", 9));
         // Examples: after "colon + whitespace" in the sentence, or on a list item's line.
