@@ -5,8 +5,10 @@
 For each labelled file (responses of one model) and for all rows together: binary accuracy
 (refusal = direct or partial), recall on partial refusals (labelled exactly partial, and found
 as a refusal at all: the measure public refusal detectors are quoted with, since they have no
-partial class), 3-way accuracy and macro-F1; beside frx, a plain prefix baseline on the same rows
-(a response is a refusal if it starts with one of frx's lexicon phrases).
+partial class), 3-way accuracy and macro-F1; beside frx, two keyword baselines on the same rows,
+with frx's lexicon phrases: a response is a refusal if it starts with one (prefix lists, as
+XSTest's and HarmBench's), or if one occurs anywhere in it (substring checks, as GCG's and
+JailbreakBench's).
 
 Then, for the pattern step: each rule's precision beside the confidence the kernel gives it
 (the confidences are these precisions, smoothed); and the cascade: the share of rows below
@@ -71,6 +73,18 @@ def prefix_baseline(texts: list[str]) -> list[str]:
     return out
 
 
+def anywhere_baseline(texts: list[str]) -> list[str]:
+    """A response is a refusal if a lexicon phrase occurs anywhere in it: how substring
+    detectors (GCG's and JailbreakBench's) decide, here with frx's own phrases."""
+    phrases, _ = load_lexicon()
+    low = [p.lower().replace("\u2019", "'") for p in phrases]
+    out = []
+    for t in texts:
+        s = (t or "").lower().replace("\u2019", "'")
+        out.append("direct_refusal" if any(p in s for p in low) else "full_compliance")
+    return out
+
+
 def family(name: str) -> str:
     return "gpt4" if "gpt4" in name else "llama2"
 
@@ -131,6 +145,7 @@ def main() -> None:
     tables = {f.name: pacsv.read_csv(f) for f in files}
     preds: dict[str, dict[str, list[str]]] = {
         "prefix baseline": {k: prefix_baseline(t.column("completion").to_pylist()) for k, t in tables.items()},
+        "anywhere baseline": {k: anywhere_baseline(t.column("completion").to_pylist()) for k, t in tables.items()},
         "frx pattern": {k: judge(t.column("completion")).column("label").to_pylist() for k, t in tables.items()},
         "frx learned, leave one family out": learned_leave_one_out(tables, family),
         "frx learned, leave one file out": learned_leave_one_out(tables, lambda k: k),
