@@ -156,7 +156,9 @@ SYMPATHY = [
     "I cannot see the image", "I can't view images", "I cannot view images", "I can't view the image",
     "I cannot view the image", "I can't open links", "I cannot open links", "I can't predict", "I cannot predict",
     "I can't access your", "I cannot access your", "I'm unable to access your", "I am unable to access your",
-    "I'm not able to access your", "I can't see your", "I cannot see your",
+    "I'm not able to access your", "I can't see your", "I cannot see your", "I'm unable to open", "I am unable to open",
+    "I'm not able to open", "I can't open attachments", "I cannot open attachments", "I can't open files",
+    "I cannot open files", "I can't read attachments", "I cannot read attachments",
     "I can't tell what", "I can't tell whether", "I can't tell if", "I cannot tell whether", "I cannot tell if",
     # Other turns of phrase: news, not knowing, attending, and emphasis.
     "I'm afraid I have", "I am afraid I have", "I'm afraid I don't know", "I am afraid I do not know",
