@@ -465,6 +465,10 @@ def test_cli_keeps_rows_and_columns(tmp_path):
     for lab, n in counts.items():  # the printed counts are the written labels'
         assert re.search(rf"{lab.replace('_', ' ')}\s+{n:,}\b", r.stdout), (lab, n, r.stdout)
     assert re.search(rf"decided by pattern\s+{t.column('label_source').to_pylist().count('pattern'):,}\b", r.stdout)
+    # How many pattern decisions the cascade would send to an LLM judge (below --min-confidence).
+    low = sum(s == "pattern" and c < 0.7 for s, c in zip(t.column("label_source").to_pylist(), t.column("confidence").to_pylist()))
+    assert 0 < low < t.num_rows
+    assert re.search(rf"below --min-confidence 0.7 \(cascade: to the LLM judge\)\s+{low:,}\b", r.stdout), r.stdout
     bad = run_frx("judge", src, "--out", tmp_path / "x.parquet", "--response-column", "nope")
     assert bad.returncode == 2 and "column 'nope' not found" in bad.stderr
     assert not (tmp_path / "x.parquet").exists()

@@ -261,9 +261,15 @@ def judge(
         return {c["values"]: c["counts"] for c in verdict.column(column).value_counts().to_pylist()}
 
     labels, sources = tally("label"), tally("label_source")
+    import pyarrow.compute as pc
+
+    doubtful = pc.sum(pc.and_(pc.equal(verdict.column("label_source"), "pattern"),
+                              pc.less(verdict.column("confidence"), min_confidence))).as_py() or 0
     _summary(f"frx judge → {out}", [("rows", table.num_rows)]
              + [(k.replace("_", " "), labels.get(k, 0)) for k in LABELS]
-             + [(f"decided by {k}", sources[k]) for k in ("api", "pattern", "learned", "llm") if sources.get(k)])
+             + [(f"decided by {k}", sources[k]) for k in ("api", "pattern", "learned", "llm") if sources.get(k)]
+             + ([(f"below --min-confidence {min_confidence:g} (cascade: to the LLM judge)", doubtful)]
+                if mode != "cascade" else []))
 
 
 @app.command("judge-train")
