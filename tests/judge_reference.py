@@ -108,7 +108,8 @@ def limits(between: str) -> bool:
     return re.search(r"(?<![A-Za-z0-9])(?:but|however)(?![A-Za-z0-9])", between, re.IGNORECASE | re.ASCII) is not None
 
 
-ASIDES = {"i", "please", "thank", "thanks", "feel", "let"}
+ASIDES = {"i", "please", "thank", "thanks", "feel", "let", "if", "you", "we", "it", "that", "this", "there", "remember",
+          "consider", "perhaps", "maybe", "instead", "hopefully"}
 
 
 def but_answers(text: str, lo: int, hi: int) -> int | None:

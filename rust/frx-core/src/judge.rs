@@ -587,9 +587,30 @@ fn advance_chars(text: &[u8], at: usize, n: usize) -> usize {
 /// ("I can't recommend a specific stock, but index funds are a common low-cost choice…").
 const BUT_WORDS: usize = 8;
 
-/// First words after "but" that make it the speaker's own aside, not an answer: "but I hope…",
-/// "but please…", "but thank you…", "but feel free…", "but let me…".
-const ASIDES: [&[u8]; 6] = [b"i", b"please", b"thank", b"thanks", b"feel", b"let"];
+/// First words after "but" that make the rest the speaker's aside, a referral or a caution, not
+/// an answer: "but I hope…", "but please…", "but if you're struggling, call…", "but you can ask
+/// your doctor…", "but it's important to remember…", "but there are resources…".
+const ASIDES: [&[u8]; 19] = [
+    b"i",
+    b"please",
+    b"thank",
+    b"thanks",
+    b"feel",
+    b"let",
+    b"if",
+    b"you",
+    b"we",
+    b"it",
+    b"that",
+    b"this",
+    b"there",
+    b"remember",
+    b"consider",
+    b"perhaps",
+    b"maybe",
+    b"instead",
+    b"hopefully",
+];
 
 /// Byte offset of "but" in `text[from..to]` when it is followed, before `to`, by at least
 /// [`BUT_WORDS`] words and its next word (its leading ASCII letters) is not an aside.
