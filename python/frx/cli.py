@@ -215,6 +215,8 @@ def judge(
 
     Keeps every input row and column in order and adds label, label_source (api, pattern, learned or llm), evidence and confidence. The pattern judge is position-aware: an opening refusal, a refusal followed by real help, sympathy, quoted refusals and caveats inside an answer are told apart. Null responses are labelled undetermined, never dropped.
     """
+    import pyarrow.compute as pc
+
     from .io import check_output, read_table, write_parquet
     from .judge import LABELS
     from .judge import judge as run_judge
@@ -261,8 +263,6 @@ def judge(
         return {c["values"]: c["counts"] for c in verdict.column(column).value_counts().to_pylist()}
 
     labels, sources = tally("label"), tally("label_source")
-    import pyarrow.compute as pc
-
     doubtful = pc.sum(pc.and_(pc.equal(verdict.column("label_source"), "pattern"),
                               pc.less(verdict.column("confidence"), min_confidence))).as_py() or 0
     _summary(f"frx judge → {out}", [("rows", table.num_rows)]
