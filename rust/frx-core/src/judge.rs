@@ -649,7 +649,6 @@ impl Judge {
         if decline.is_empty() {
             return invalid("judge: the decline lexicon is empty");
         }
-        let none: &[&str] = &[];
         let helps: Vec<&str> = pivot
             .iter()
             .chain(alternative)
@@ -658,11 +657,11 @@ impl Judge {
         let sympathy_bytes = longest(sympathy);
         let declines: Vec<&str> = decline.iter().chain(hedge).map(|s| s.as_ref()).collect();
         Ok(Judge {
-            declines: Matcher::new(&declines, none)?,
+            declines: Matcher::words(&declines)?,
             num_declines: decline.len(),
             decline_chars: decline.iter().map(|d| d.as_ref().chars().count()).collect(),
-            sympathy: Matcher::new(sympathy, none)?,
-            helps: Matcher::new(&helps, none)?,
+            sympathy: Matcher::new(sympathy, &[] as &[&str])?,
+            helps: Matcher::words(&helps)?,
             num_pivots: pivot.len(),
             can_chars: helps
                 .iter()

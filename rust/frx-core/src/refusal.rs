@@ -17,6 +17,9 @@ use aho_corasick::automaton::OverlappingState;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Anchored, Input, MatchKind, StartKind};
 use hashbrown::HashMap;
 use regex::bytes::{Regex, RegexBuilder};
+use teddy::Teddy;
+
+mod teddy;
 
 /// Characters treated as the same apostrophe.
 pub const APOSTROPHES: [char; 3] = ['\'', '\u{2019}', '\u{2018}'];
@@ -32,6 +35,8 @@ pub struct Matcher {
     /// Automaton pattern index -> lexicon pattern ids (identical spellings share an entry).
     variant_ids: Vec<Vec<u32>>,
     regexes: Vec<Regex>,
+    /// Report only matches at the start of a word (see [`Matcher::words`]).
+    word_starts: bool,
 }
 
 /// All occurrences found by [`Matcher::scan`], sorted by (row, start, pattern).
@@ -157,7 +162,26 @@ impl Matcher {
             prefilter,
             variant_ids,
             regexes,
+            word_starts: false,
         })
+    }
+
+    /// Like [`Matcher::new`] with phrases only, reporting only the matches that start a word:
+    /// at the start of the text or after a byte that is not an ASCII letter or digit ("I can't"
+    /// in "I can't help", not in "AI can't feel"). The prefilter then skips the rest cheaply.
+    pub fn words<S: AsRef<str>>(phrases: &[S]) -> Result<Self> {
+        let mut m = Self::new(phrases, &[] as &[&str])?;
+        m.word_starts = true;
+        Ok(m)
+    }
+
+    /// The portable prefilter only (tests compare it with the vectorized one).
+    #[cfg(test)]
+    fn portable(mut self) -> Self {
+        if let Some(pf) = &mut self.prefilter {
+            pf.teddy = None;
+        }
+        self
     }
 
     pub fn num_patterns(&self) -> usize {
@@ -168,15 +192,19 @@ impl Matcher {
     /// early when `f` returns `false`.
     fn phrase_matches(&self, text: &[u8], mut f: impl FnMut(usize, usize) -> bool) {
         let Some(ac) = &self.ac else { return };
+        let starts = |i: usize| !self.word_starts || i == 0 || !text[i - 1].is_ascii_alphanumeric();
         match &self.prefilter {
             None => {
                 for m in ac.find_overlapping_iter(text) {
-                    if !f(m.start(), m.pattern().as_usize()) {
+                    if starts(m.start()) && !f(m.start(), m.pattern().as_usize()) {
                         return;
                     }
                 }
             }
-            Some(pf) => pf.candidates(text, |i| {
+            Some(pf) => pf.candidates(text, self.word_starts, |i| {
+                if !starts(i) {
+                    return true;
+                }
                 // Every phrase spelling that starts exactly at i (the crate's overlapping
                 // iterator refuses anchored input, so step the overlapping state by hand).
                 let input = Input::new(text).span(i..text.len()).anchored(Anchored::Yes);
@@ -262,26 +290,63 @@ impl Matcher {
 
 /// Finds the positions where a phrase may start, so the (anchored) automaton runs only there.
 ///
-/// Two layers, both over bytes folded with `| 0x20` (which maps the two cases of a letter to one
-/// value and never separates bytes that match case-insensitively, so neither layer can miss a
-/// match; both have false positives):
-/// * when every phrase spelling has at least `WM_MIN` bytes, a Wu-Manber skip loop over the
-///   first `m` bytes of every spelling (`m` the shortest spelling, at most `WM_MAX`): a window
-///   of `m` bytes is examined through its last 3 bytes (5 bits of each), and slides by the smallest
-///   distance at which that 3-gram occurs in any prefix, usually several bytes at once;
+/// Layers over bytes folded with `| 0x20` (which maps the two cases of a letter to one value
+/// and never separates bytes that match case-insensitively, so no layer can miss a match; each
+/// has false positives, which the next removes):
+/// * a first pass over the text, one of two:
+///   * where the CPU has AVX2 and every phrase spelling has at least 4 bytes, the vectorized
+///     filter of [`teddy`], 64 positions a step, over the first 4 bytes of every spelling
+///     (with [`Matcher::words`], also only at the start of a word);
+///   * otherwise, when every spelling has at least `WM_MIN` bytes, a Wu-Manber skip loop over
+///     the first `m` bytes of every spelling (`m` the shortest spelling, at most `WM_MAX`): a
+///     window of `m` bytes is examined through its last 3 bytes (5 bits of each), and slides
+///     by the smallest distance at which that 3-gram occurs in any prefix, usually several
+///     bytes at once; with neither, every position;
 /// * a 64 Kbit set of the hashes of the first 4 bytes (fewer if a phrase is shorter) of every
-///   spelling, checked at each position the first layer lets through.
+///   spelling, checked at each position the first pass lets through;
+/// * then the hash of the first [`LONG`] bytes in a second set, unless a spelling shorter
+///   than that has those first 4 bytes. Common words open many phrases ("I do", "and ",
+///   "not "): this layer keeps "I don't know" from starting the automaton for "I don't feel
+///   comfortable".
 struct Prefilter {
     width: usize,
     mask: u32,
-    bits: Box<[u64; 1 << (PREFILTER_BITS - 6)]>,
+    bits: Box<Bits>,
+    /// Checked where `bits` lets a position through: the hashes of the first [`LONG`] bytes of
+    /// every spelling that long (`long`), and of the first 4 bytes of the shorter ones
+    /// (`short`, which let a position through on their own).
+    long: Box<Bits>,
+    short: Box<Bits>,
     /// Wu-Manber window length (0 when not used) and shift table. Fixed-size arrays, so the
     /// hashed indexes need no bounds checks.
     m: usize,
     shift: Box<[u8; 1 << SHIFT_BITS]>,
+    /// The vectorized filter, used in place of the skip loop where the CPU has it.
+    teddy: Option<Teddy>,
 }
 
 const PREFILTER_BITS: u32 = 16;
+/// Bytes hashed by the prefilter's second layer.
+const LONG: usize = 8;
+
+type Bits = [u64; 1 << (PREFILTER_BITS - 6)];
+
+#[inline(always)]
+fn set(bits: &mut Bits, h: usize) {
+    bits[h >> 6] |= 1 << (h & 63);
+}
+
+#[inline(always)]
+fn has(bits: &Bits, h: usize) -> bool {
+    bits[h >> 6] & (1 << (h & 63)) != 0
+}
+
+/// Hash of `b[..LONG]`, folded like [`Prefilter::hash`].
+#[inline(always)]
+fn hash_long(b: &[u8]) -> usize {
+    let w = u64::from_le_bytes(b[..LONG].try_into().unwrap()) | 0x2020_2020_2020_2020;
+    (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - PREFILTER_BITS)) as usize
+}
 const SHIFT_BITS: u32 = 15;
 const WM_MIN: usize = 6;
 const WM_MAX: usize = 32;
@@ -315,12 +380,22 @@ impl Prefilter {
             width,
             mask,
             bits: Box::new([0; 1 << (PREFILTER_BITS - 6)]),
+            long: Box::new([0; 1 << (PREFILTER_BITS - 6)]),
+            short: Box::new([0; 1 << (PREFILTER_BITS - 6)]),
             m: 0,
             shift: Box::new([0; 1 << SHIFT_BITS]),
+            teddy: None,
         };
+        if width == teddy::WIDTH {
+            pf.teddy = Teddy::new(variants);
+        }
         for v in variants {
             let h = pf.hash(Self::load(v.as_bytes(), 0));
-            pf.bits[h >> 6] |= 1 << (h & 63);
+            set(&mut pf.bits, h);
+            match v.as_bytes().get(..LONG) {
+                Some(b) => set(&mut pf.long, hash_long(b)),
+                None => set(&mut pf.short, h),
+            }
         }
         if shortest >= WM_MIN {
             let m = shortest.min(WM_MAX);
@@ -359,14 +434,28 @@ impl Prefilter {
     #[inline(always)]
     fn maybe_starts(&self, text: &[u8], i: usize) -> bool {
         let h = self.hash(Self::load(text, i));
-        self.bits[h >> 6] & (1 << (h & 63)) != 0
+        has(&self.bits, h)
+            && (has(&self.short, h)
+                || text
+                    .get(i..i + LONG)
+                    .is_some_and(|b| has(&self.long, hash_long(b))))
     }
 
     /// Calls `f(i)` at every position that may start a match until `f` returns false. With the
     /// skip loop the positions come in four interleaved increasing runs (callers sort).
+    /// `words`: the caller only wants starts of words (a hint: other positions may come too).
     #[inline]
-    fn candidates(&self, text: &[u8], mut f: impl FnMut(usize) -> bool) {
+    fn candidates(&self, text: &[u8], words: bool, mut f: impl FnMut(usize) -> bool) {
         if text.len() < self.width {
+            return;
+        }
+        if let Some(t) = &self.teddy {
+            let pass = |i: usize| !self.maybe_starts(text, i) || f(i);
+            if words {
+                t.run::<true>(text, pass);
+            } else {
+                t.run::<false>(text, pass);
+            }
             return;
         }
         if self.m == 0 {
@@ -494,6 +583,76 @@ mod tests {
         let s = m.scan(&c.view()).unwrap();
         assert_eq!(s.pattern, vec![1, 0, 2]);
         assert_eq!(s.start, vec![0, 2, 2]);
+    }
+
+    /// Every (byte offset, phrase) where a spelling of a phrase occurs, ignoring ASCII case:
+    /// the definition, checked position by position.
+    fn naive(text: &[u8], phrases: &[String], words: bool) -> Vec<(i64, u32)> {
+        let spelled: Vec<Vec<String>> = phrases.iter().map(|p| spellings(p)).collect();
+        let mut out = Vec::new();
+        for i in 0..text.len() {
+            if words && i > 0 && text[i - 1].is_ascii_alphanumeric() {
+                continue;
+            }
+            for (pid, p) in spelled.iter().enumerate() {
+                let at = |v: &String| {
+                    text.get(i..i + v.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(v.as_bytes()))
+                };
+                if p.iter().any(at) {
+                    out.push((i as i64, pid as u32));
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// The vectorized prefilter, the portable one and the definition agree, on texts long
+        /// enough for many steps and batches, with lexicons of many prefixes (several to a
+        /// bucket) that share letters.
+        #[test]
+        fn prefilters_agree_with_the_definition(
+            phrases in proptest::collection::vec("[aAbB' ’é]{4,9}", 1..40),
+            text in "[aAbBc ’'.é1]{0,2600}",
+            words: bool,
+        ) {
+            let plain: Vec<&str> = Vec::new();
+            let m = if words { Matcher::words(&phrases) } else { Matcher::new(&phrases, &plain) };
+            let Ok(m) = m else { return Ok(()) }; // too many apostrophes
+            let want = naive(text.as_bytes(), &phrases, words);
+            proptest::prop_assert_eq!(&m.scan_bytes(text.as_bytes()), &want);
+            let m = m.portable();
+            proptest::prop_assert_eq!(&m.scan_bytes(text.as_bytes()), &want);
+        }
+    }
+
+    #[test]
+    fn vectorized_prefilter_where_the_cpu_has_it() {
+        let m = Matcher::new(&["I can't", "sorry"], &[] as &[&str]).unwrap();
+        let teddy = m.prefilter.as_ref().unwrap().teddy.is_some();
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(teddy, std::is_x86_feature_detected!("avx2"));
+        #[cfg(not(target_arch = "x86_64"))]
+        assert!(!teddy);
+        // Phrases shorter than 4 bytes, or too many prefixes: the portable prefilter only.
+        let short = Matcher::new(&["abc", "sorry"], &[] as &[&str]).unwrap();
+        assert!(short.prefilter.as_ref().unwrap().teddy.is_none());
+        let many: Vec<String> = (0..300).map(|i| format!("{i:04}xyz")).collect();
+        let many = Matcher::new(&many, &[] as &[&str]).unwrap();
+        assert!(many.prefilter.as_ref().unwrap().teddy.is_none());
+        let c = OwnedColumn::from_strs(&["row 0299xyz here"]);
+        assert_eq!(many.scan(&c.view()).unwrap().pattern, vec![299]);
+    }
+
+    #[test]
+    fn words_only_at_word_starts() {
+        let m = Matcher::words(&["can't", "AI"]).unwrap();
+        let text = "AI can't; xcan't 2can't _can't é can't\ncan'tAI";
+        let starts: Vec<i64> = m.scan_bytes(text.as_bytes()).iter().map(|h| h.0).collect();
+        // "xcan't" and "2can't" are inside words; '_', 'é' and a newline end a word.
+        assert_eq!(starts, vec![0, 3, 25, 34, 40]);
     }
 
     #[test]
