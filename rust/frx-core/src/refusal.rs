@@ -607,24 +607,66 @@ mod tests {
         out
     }
 
+    /// The vectorized prefilter, the portable one and the definition agree.
+    fn prefilters_agree(
+        phrases: &[String],
+        text: &str,
+        words: bool,
+    ) -> std::result::Result<(), String> {
+        let plain: Vec<&str> = Vec::new();
+        let m = if words {
+            Matcher::words(phrases)
+        } else {
+            Matcher::new(phrases, &plain)
+        };
+        let Ok(m) = m else { return Ok(()) }; // too many apostrophes
+        let want = naive(text.as_bytes(), phrases, words);
+        let fast = m.scan_bytes(text.as_bytes());
+        let portable = m.portable().scan_bytes(text.as_bytes());
+        if fast != want || portable != want {
+            return Err(format!(
+                "want {want:?}, vectorized {fast:?}, portable {portable:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Filler and phrases (some upper-cased) in turn: `picks` holds (filler, phrase index,
+    /// upper-case).
+    fn planted(phrases: &[String], picks: &[(String, usize, bool)]) -> String {
+        let mut text = String::new();
+        for (filler, k, upper) in picks {
+            text.push_str(filler);
+            let p = &phrases[k % phrases.len()];
+            text.push_str(&if *upper { p.to_uppercase() } else { p.clone() });
+        }
+        text
+    }
+
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
-        /// The vectorized prefilter, the portable one and the definition agree, on texts long
-        /// enough for many steps and batches, with lexicons of many prefixes (several to a
-        /// bucket) that share letters.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(150))]
+        /// On texts long enough for many steps and batches, with lexicons of many prefixes
+        /// (several to a bucket) that share letters.
         #[test]
         fn prefilters_agree_with_the_definition(
             phrases in proptest::collection::vec("[aAbB' ’é]{4,9}", 1..40),
-            text in "[aAbBc ’'.é1]{0,2600}",
+            picks in proptest::collection::vec(("[aAbBc ’'.é1]{0,80}", 0usize..40, proptest::bool::ANY), 0..60),
             words: bool,
         ) {
-            let plain: Vec<&str> = Vec::new();
-            let m = if words { Matcher::words(&phrases) } else { Matcher::new(&phrases, &plain) };
-            let Ok(m) = m else { return Ok(()) }; // too many apostrophes
-            let want = naive(text.as_bytes(), &phrases, words);
-            proptest::prop_assert_eq!(&m.scan_bytes(text.as_bytes()), &want);
-            let m = m.portable();
-            proptest::prop_assert_eq!(&m.scan_bytes(text.as_bytes()), &want);
+            let text = planted(&phrases, &picks);
+            proptest::prop_assert_eq!(prefilters_agree(&phrases, &text, words), Ok(()));
+        }
+
+        /// Phrases of 6+ bytes: the portable prefilter is the skip loop. Few phrases over a
+        /// wider alphabet, so that it skips far.
+        #[test]
+        fn skip_loop_agrees_with_the_definition(
+            phrases in proptest::collection::vec("[aAbB' ’é]{6,12}", 1..5),
+            picks in proptest::collection::vec(("[aAbBcdxy ’'.é1]{0,40}", 0usize..5, proptest::bool::ANY), 0..12),
+            words: bool,
+        ) {
+            let text = planted(&phrases, &picks);
+            proptest::prop_assert_eq!(prefilters_agree(&phrases, &text, words), Ok(()));
         }
     }
 
