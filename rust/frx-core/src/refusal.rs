@@ -244,25 +244,39 @@ impl Matcher {
     /// Every occurrence of every pattern, with positions (see [`Scan`]); an error if a row is
     /// not UTF-8.
     pub fn scan(&self, col: &StrColumn<'_>) -> Result<Scan> {
+        // Character offsets and the first sentence are worked out per row on the thread that
+        // scanned it, while the row is in its cache (a second pass over the rows missed it).
         let per_row = col.par_map(ROWS_PER_TASK / 8, |t| {
-            t.map_or_else(Vec::new, |t| self.scan_one(t.as_bytes()))
-        })?;
-        let mut out = Scan::default();
-        for (i, hits) in per_row.into_iter().enumerate() {
+            let Some(t) = t else { return Vec::new() };
+            let text = t.as_bytes();
+            let hits = self.scan_one(text);
             if hits.is_empty() {
-                continue;
+                return Vec::new();
             }
-            let text = col.bytes(i);
             let end = first_sentence_end(text);
             let (mut at_byte, mut at_char) = (0usize, 0i64);
-            for (start, pid) in hits {
-                let start = start as usize;
-                at_char += count_chars(&text[at_byte..start]);
-                at_byte = start;
+            hits.into_iter()
+                .map(|(start, pid)| {
+                    let start = start as usize;
+                    at_char += count_chars(&text[at_byte..start]);
+                    at_byte = start;
+                    (at_char, pid, start < end)
+                })
+                .collect()
+        })?;
+        let total = per_row.iter().map(Vec::len).sum();
+        let mut out = Scan {
+            row: Vec::with_capacity(total),
+            pattern: Vec::with_capacity(total),
+            start: Vec::with_capacity(total),
+            first_sentence: Vec::with_capacity(total),
+        };
+        for (i, hits) in per_row.into_iter().enumerate() {
+            for (start, pid, first) in hits {
                 out.row.push(i as i64);
                 out.pattern.push(pid);
-                out.start.push(at_char);
-                out.first_sentence.push(start < end);
+                out.start.push(start);
+                out.first_sentence.push(first);
             }
         }
         Ok(out)
