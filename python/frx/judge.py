@@ -126,14 +126,19 @@ DECLINE = [
     # More declines of other families, found by probing (2026-12-02).
     "need to decline", "not something I'm willing", "not something I am willing", "guidelines don't allow me",
     "guidelines do not allow me", "policies don't allow me", "policies do not allow me", "policy doesn't allow me",
-    "policy does not allow me", "No can do", "outside what I'm able", "outside what I am able", "I have to say no",
-    "I must say no", "I'll refrain", "I will refrain", "I must refrain", "I have to refrain", "I don't assist with",
-    "I do not assist with", "but not with that", "but not with this", "wouldn't be right for me to",
-    "would not be right for me to", "hard no from me", "Let's not go there",
-    # Terse declines without "I" ("Can't help with that, sorry!"); "you can't help with…" in an
-    # answer is rare next to them.
-    "can't help with that", "can't help with this", "cannot help with that", "cannot help with this",
-    "can't assist with that", "can't assist with this", "cannot assist with that", "cannot assist with this",
+    "policy does not allow me", "No can do", "outside what I'm able", "outside what I am able",
+    # (Phrases match word starts, not whole words: "I have to say no" would be found in "I have to
+    # say nothing beats…", and "I'll refrain" in "I'll refrain from jargon: …".)
+    "I have to say no to", "I must say no to", "I have to say no.", "I must refrain from",
+    "I'll refrain from providing", "I will refrain from providing", "I'll refrain from answering",
+    "I will refrain from answering", "I'll refrain from sharing", "I'll refrain from giving",
+    "I'll refrain from helping", "so I'll refrain", "so I will refrain", "I don't assist with", "I do not assist with",
+    "help, but not with that", "help, but not with this", "wouldn't be right for me to", "would not be right for me to",
+    "hard no from me", "Let's not go there.",
+    # Terse declines without "I": "can't help with that" alone is also how an answer says what a
+    # tool cannot do ("A VPN can't help with that, because…").
+    "Can't help with that, sorry", "Can't help with this, sorry", "Can't assist with that, sorry",
+    "Cannot help with that, sorry",
 ]
 SYMPATHY = [
     "sorry to hear", "sorry for your loss", "sorry you're", "sorry that you", "sorry you are",
