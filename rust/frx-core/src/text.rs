@@ -185,6 +185,7 @@ impl<'a> StrColumn<'a> {
 /// prefilter asks for its own text 2 KB ahead as it goes; with 4 KB here as well, the judge and
 /// `any` were 5-10% slower on 1.6 KB rows (a plain pass over each row, `row_stats`, was 7%
 /// faster with 4 KB: the judge is the one that matters).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const PREFETCH_BYTES: usize = 1024;
 
 fn not_utf8(row: usize) -> FrxError {

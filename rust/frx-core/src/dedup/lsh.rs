@@ -404,6 +404,8 @@ impl BandTable {
                 std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
             };
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = key;
     }
 
     /// Appends the rows whose band key equals `key`, newest first.

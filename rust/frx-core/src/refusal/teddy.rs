@@ -1,6 +1,7 @@
 //! A vectorized filter for where a phrase may start: each of the first four bytes of every
-//! phrase spelling is looked up by its two nibbles in small tables, 32 text positions at a time
-//! with AVX2 byte shuffles (the "Teddy" design of Hyperscan's literal matcher, written anew here).
+//! phrase spelling is looked up by its two nibbles in small tables, 64 text positions a step
+//! (two vectors) with AVX2 byte shuffles (the "Teddy" design of Hyperscan's literal matcher,
+//! written anew here). Optionally only positions that start a word pass (see `run`).
 //!
 //! The phrases' 4-byte prefixes are put in 8 buckets; bit `b` of `lo[k][x]` is set when some
 //! prefix in bucket `b` has a byte at offset `k` whose low nibble is `x` (`hi` likewise for the
@@ -9,6 +10,9 @@
 //! never separates the two cases of a letter, so no match is missed; other positions pass too
 //! (false positives), which the caller's exact checks remove. Prefixes are grouped so that each
 //! bucket's nibble sets stay small, which keeps false positives rare.
+
+// Other CPUs never build the filter (see `Teddy::supported`): the portable skip loop serves.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
