@@ -690,7 +690,9 @@ mod tests {
         let teddy = m.prefilter.as_ref().unwrap().teddy.is_some();
         #[cfg(target_arch = "x86_64")]
         assert_eq!(teddy, std::is_x86_feature_detected!("avx2"));
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(teddy, std::arch::is_aarch64_feature_detected!("neon"));
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         assert!(!teddy);
         // Phrases shorter than 4 bytes, or too many prefixes: the portable prefilter only.
         let short = Matcher::new(&["abc", "sorry"], &[] as &[&str]).unwrap();

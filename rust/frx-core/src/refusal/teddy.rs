@@ -1,7 +1,8 @@
 //! A vectorized filter for where a phrase may start: each of the first four bytes of every
-//! phrase spelling is looked up by its two nibbles in small tables, 64 text positions a step
-//! (two vectors) with AVX2 byte shuffles (the "Teddy" design of Hyperscan's literal matcher,
-//! written anew here). Optionally only positions that start a word pass (see `run`).
+//! phrase spelling is looked up by its two nibbles in small tables, 64 text positions a step,
+//! with byte shuffles (AVX2 on x86-64, NEON table lookups on AArch64; the "Teddy" design of
+//! Hyperscan's literal matcher, written anew here). Optionally only positions that start a word
+//! pass (see `run`).
 //!
 //! The phrases' 4-byte prefixes are put in 8 buckets; bit `b` of `lo[k][x]` is set when some
 //! prefix in bucket `b` has a byte at offset `k` whose low nibble is `x` (`hi` likewise for the
@@ -12,8 +13,13 @@
 //! bucket's nibble sets stay small, which keeps false positives rare.
 
 // Other CPUs never build the filter (see `Teddy::supported`): the portable skip loop serves.
-#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#![cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 
+#[cfg(target_arch = "aarch64")]
+use std::arch::aarch64::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -29,7 +35,8 @@ const STEP: usize = 64;
 const BATCH: usize = 16;
 /// Candidate slots a step writes without a branch.
 const FLAT: usize = 4;
-/// How far ahead of a step the next text is asked for, in bytes.
+/// How far ahead of a step the next text is asked for, in bytes (x86-64).
+#[cfg(target_arch = "x86_64")]
 const PREFETCH_AHEAD: usize = 2048;
 
 pub struct Teddy {
@@ -127,7 +134,11 @@ impl Teddy {
         {
             std::is_x86_feature_detected!("avx2")
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            std::arch::is_aarch64_feature_detected!("neon")
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             false
         }
@@ -143,20 +154,21 @@ impl Teddy {
             // SAFETY: a Teddy is only built when the CPU has AVX2 (`supported`).
             unsafe { self.run_avx2::<WORDS>(text, f) }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            // SAFETY: a Teddy is only built when the CPU has NEON (`supported`).
+            unsafe { self.run_neon::<WORDS>(text, f) }
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             let _ = (text, f);
-            unreachable!("a Teddy is only built on x86_64");
+            unreachable!("a Teddy is only built on x86-64 and AArch64");
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2<const WORDS: bool>(&self, text: &[u8], mut f: impl FnMut(usize) -> bool) {
-        let n = text.len();
-        if n < WIDTH {
-            return;
-        }
+    unsafe fn run_avx2<const WORDS: bool>(&self, text: &[u8], f: impl FnMut(usize) -> bool) {
         let mut t = [_mm256_setzero_si256(); 2 * WIDTH];
         for (k, slot) in t.iter_mut().enumerate() {
             // SAFETY: masks[k] is 16 bytes.
@@ -164,65 +176,89 @@ impl Teddy {
                 _mm_loadu_si128(self.masks[k].as_ptr().cast())
             });
         }
-        // Positions 0..=last may start a phrase.
-        let last = n - WIDTH;
-        // A step reads the byte before its first position and WIDTH - 1 bytes after its last:
-        // the first step and the ones near the end read a zero-padded copy instead.
-        let mut pad = [0u8; 1 + STEP + WIDTH - 1];
-        // The candidates of up to BATCH steps are gathered, then handed to `f`. Each step
-        // writes FLAT slots whatever it found and moves the end by its count (more slots only
-        // in the rare step with more): a branch on every step that found something, taken at
-        // random, costs more than the vector work of the step.
-        // (Not zeroed: it is called for every short window a judge looks at.)
-        let mut found = [std::mem::MaybeUninit::<usize>::uninit(); BATCH * STEP + FLAT];
-        let mut i = 0;
-        while i <= last {
-            let mut len = 0;
-            for _ in 0..BATCH {
-                if i > last {
-                    break;
-                }
-                let base: *const u8 = if i > 0 && i + STEP + WIDTH - 1 <= n {
-                    // SAFETY: i < n.
-                    unsafe { text.as_ptr().add(i) }
-                } else {
-                    let end = n.min(i + STEP + WIDTH - 1);
-                    pad.fill(0);
-                    pad[0] = if i > 0 { text[i - 1] } else { 0 };
-                    pad[1..1 + end - i].copy_from_slice(&text[i..end]);
-                    // SAFETY: index 1 of `pad`.
-                    unsafe { pad.as_ptr().add(1) }
-                };
-                // The hardware prefetcher alone leaves this loop waiting on memory on long
-                // texts.
-                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH_AHEAD).cast());
-                // SAFETY: base[-1..STEP + WIDTH - 1] is the text or `pad` (see above).
-                let mut bits = unsafe {
-                    candidates32::<WORDS>(&t, base) as u64
-                        | (candidates32::<WORDS>(&t, base.add(32)) as u64) << 32
-                };
-                if last - i < STEP - 1 {
-                    bits &= (1u64 << (last - i + 1)) - 1;
-                }
-                let count = bits.count_ones() as usize;
-                for slot in &mut found[len..len + FLAT] {
+        // (The closure inherits AVX2 from this function, so the step is inlined.)
+        drive(text, f, |base| {
+            // The hardware prefetcher alone leaves this loop waiting on memory on long texts.
+            _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(PREFETCH_AHEAD).cast());
+            // SAFETY: `drive` promises base[-1..STEP + WIDTH - 1].
+            unsafe {
+                candidates32::<WORDS>(&t, base) as u64
+                    | (candidates32::<WORDS>(&t, base.add(32)) as u64) << 32
+            }
+        })
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[target_feature(enable = "neon")]
+    unsafe fn run_neon<const WORDS: bool>(&self, text: &[u8], f: impl FnMut(usize) -> bool) {
+        // SAFETY: masks[k] is 16 bytes.
+        let t: [uint8x16_t; 2 * WIDTH] =
+            std::array::from_fn(|k| unsafe { vld1q_u8(self.masks[k].as_ptr()) });
+        // SAFETY: `drive` promises base[-1..STEP + WIDTH - 1].
+        drive(text, f, |base| unsafe { candidates64::<WORDS>(&t, base) })
+    }
+}
+
+/// The loop both instruction sets share: `step(base)` has bit `j` set when position `j` of
+/// `base[..STEP]` is a candidate, and may read `base[-1..STEP + WIDTH - 1]`; positions past the
+/// last one a phrase fits in are dropped here.
+#[inline(always)]
+fn drive(text: &[u8], mut f: impl FnMut(usize) -> bool, mut step: impl FnMut(*const u8) -> u64) {
+    let n = text.len();
+    if n < WIDTH {
+        return;
+    }
+    // Positions 0..=last may start a phrase.
+    let last = n - WIDTH;
+    // A step reads the byte before its first position and WIDTH - 1 bytes after its last: the
+    // first step and the ones near the end read a zero-padded copy instead.
+    let mut pad = [0u8; 1 + STEP + WIDTH - 1];
+    // The candidates of up to BATCH steps are gathered, then handed to `f`. Each step writes
+    // FLAT slots whatever it found and moves the end by its count (more slots only in the rare
+    // step with more): a branch on every step that found something, taken at random, costs more
+    // than the vector work of the step.
+    // (Not zeroed: it is made for every short window a judge looks at.)
+    let mut found = [std::mem::MaybeUninit::<usize>::uninit(); BATCH * STEP + FLAT];
+    let mut i = 0;
+    while i <= last {
+        let mut len = 0;
+        for _ in 0..BATCH {
+            if i > last {
+                break;
+            }
+            let base: *const u8 = if i > 0 && i + STEP + WIDTH - 1 <= n {
+                // SAFETY: i < n.
+                unsafe { text.as_ptr().add(i) }
+            } else {
+                let end = n.min(i + STEP + WIDTH - 1);
+                pad.fill(0);
+                pad[0] = if i > 0 { text[i - 1] } else { 0 };
+                pad[1..1 + end - i].copy_from_slice(&text[i..end]);
+                // SAFETY: index 1 of `pad`.
+                unsafe { pad.as_ptr().add(1) }
+            };
+            let mut bits = step(base);
+            if last - i < STEP - 1 {
+                bits &= (1u64 << (last - i + 1)) - 1;
+            }
+            let count = bits.count_ones() as usize;
+            for slot in &mut found[len..len + FLAT] {
+                slot.write(i + bits.trailing_zeros() as usize);
+                bits &= bits.wrapping_sub(1);
+            }
+            if count > FLAT {
+                for slot in &mut found[len + FLAT..len + count] {
                     slot.write(i + bits.trailing_zeros() as usize);
                     bits &= bits.wrapping_sub(1);
                 }
-                if count > FLAT {
-                    for slot in &mut found[len + FLAT..len + count] {
-                        slot.write(i + bits.trailing_zeros() as usize);
-                        bits &= bits.wrapping_sub(1);
-                    }
-                }
-                len += count;
-                i += STEP;
             }
-            for slot in &found[..len] {
-                // SAFETY: the steps above wrote found[..len].
-                if !f(unsafe { slot.assume_init() }) {
-                    return;
-                }
+            len += count;
+            i += STEP;
+        }
+        for slot in &found[..len] {
+            // SAFETY: the steps above wrote found[..len].
+            if !f(unsafe { slot.assume_init() }) {
+                return;
             }
         }
     }
@@ -262,4 +298,49 @@ unsafe fn candidates32<const WORDS: bool>(t: &[__m256i; 2 * WIDTH], base: *const
         miss = _mm256_or_si256(miss, _mm256_or_si256(letter, digit));
     }
     !(_mm256_movemask_epi8(miss) as u32)
+}
+
+/// Bit `j` set when position `j` of `base[..64]` may start a phrase (and, with `WORDS`, starts
+/// a word): four 16-byte vectors, their 0x00/0xFF lanes packed into bits by pairwise adds.
+///
+/// # Safety
+/// The CPU has NEON; `base[-1..64 + WIDTH - 1]` is readable.
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon")]
+#[inline]
+unsafe fn candidates64<const WORDS: bool>(t: &[uint8x16_t; 2 * WIDTH], base: *const u8) -> u64 {
+    let nibble = vdupq_n_u8(0x0F);
+    let fold = vdupq_n_u8(0x20);
+    let mut lanes = [vdupq_n_u8(0); 4];
+    for (q, lane) in lanes.iter_mut().enumerate() {
+        // SAFETY: base[16q - 1..16q + 16 + WIDTH - 1] is readable (the caller's promise).
+        let p = unsafe { base.add(16 * q) };
+        let mut hit = vdupq_n_u8(0xFF);
+        for k in 0..WIDTH {
+            let v = vorrq_u8(unsafe { vld1q_u8(p.add(k)) }, fold);
+            let lo = vqtbl1q_u8(t[2 * k], vandq_u8(v, nibble));
+            let hi = vqtbl1q_u8(t[2 * k + 1], vshrq_n_u8::<4>(v));
+            hit = vandq_u8(hit, vandq_u8(lo, hi));
+        }
+        let mut candidate = vtstq_u8(hit, hit);
+        if WORDS {
+            let prev = unsafe { vld1q_u8(p.sub(1)) };
+            let letter = vcleq_u8(
+                vsubq_u8(vorrq_u8(prev, fold), vdupq_n_u8(0x61)),
+                vdupq_n_u8(25),
+            );
+            let digit = vcleq_u8(vsubq_u8(prev, vdupq_n_u8(0x30)), vdupq_n_u8(9));
+            candidate = vbicq_u8(candidate, vorrq_u8(letter, digit));
+        }
+        *lane = candidate;
+    }
+    // Lane j of each vector keeps bit j % 8; three rounds of pairwise adds pack the 64 lanes
+    // into 8 bytes, byte b holding positions 8b..8b + 8.
+    const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    let w = unsafe { vld1q_u8(WEIGHTS.as_ptr()) };
+    let [a, b, c, d] = lanes.map(|l| vandq_u8(l, w));
+    let ab = vpaddq_u8(a, b);
+    let cd = vpaddq_u8(c, d);
+    let abcd = vpaddq_u8(ab, cd);
+    vgetq_lane_u64::<0>(vreinterpretq_u64_u8(vpaddq_u8(abcd, abcd)))
 }
