@@ -308,9 +308,9 @@ impl Matcher {
 /// and never separates bytes that match case-insensitively, so no layer can miss a match; each
 /// has false positives, which the next removes):
 /// * a first pass over the text, one of two:
-///   * where the CPU has AVX2 and every phrase spelling has at least 4 bytes, the vectorized
-///     filter of [`teddy`], 64 positions a step, over the first 4 bytes of every spelling
-///     (with [`Matcher::words`], also only at the start of a word);
+///   * where the CPU has AVX2 (x86-64) or NEON (AArch64) and every phrase spelling has at
+///     least 4 bytes, the vectorized filter of [`teddy`], 64 positions a step, over the first
+///     4 bytes of every spelling (with [`Matcher::words`], also only at the start of a word);
 ///   * otherwise, when every spelling has at least `WM_MIN` bytes, a Wu-Manber skip loop over
 ///     the first `m` bytes of every spelling (`m` the shortest spelling, at most `WM_MAX`): a
 ///     window of `m` bytes is examined through its last 3 bytes (5 bits of each), and slides
@@ -335,13 +335,16 @@ struct Prefilter {
     /// hashed indexes need no bounds checks.
     m: usize,
     shift: Box<[u8; 1 << SHIFT_BITS]>,
-    /// The vectorized filter, used in place of the skip loop where the CPU has it.
+    /// The vectorized filter, used in place of the skip loop where the CPU has one.
     teddy: Option<Teddy>,
 }
 
 const PREFILTER_BITS: u32 = 16;
 /// Bytes hashed by the prefilter's second layer.
 const LONG: usize = 8;
+const SHIFT_BITS: u32 = 15;
+const WM_MIN: usize = 6;
+const WM_MAX: usize = 32;
 
 type Bits = [u64; 1 << (PREFILTER_BITS - 6)];
 
@@ -361,9 +364,6 @@ fn hash_long(b: &[u8]) -> usize {
     let w = u64::from_le_bytes(b[..LONG].try_into().unwrap()) | 0x2020_2020_2020_2020;
     (w.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - PREFILTER_BITS)) as usize
 }
-const SHIFT_BITS: u32 = 15;
-const WM_MIN: usize = 6;
-const WM_MAX: usize = 32;
 
 /// Index of a 3-byte window in the shift table: the low 5 bits of each byte. Both cases of a
 /// letter share their low 5 bits, so matching windows always share an index (some other bytes
