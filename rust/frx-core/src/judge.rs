@@ -733,7 +733,9 @@ impl Judge {
         scan_chunks(&self.declines, self.decline_reach, text, 0, |hits| {
             for &(start, pid) in hits {
                 if start > 0 && text[start - 1].is_ascii_alphanumeric() {
-                    continue; // inside a word: "AI can't feel pain", "Wi-Fi won't work"
+                    // Inside a word ("AI can't feel pain", "Wi-Fi won't work"): the matcher skips
+                    // those, except at the first byte of a chunk, which it takes as a start.
+                    continue;
                 }
                 if pid as usize >= self.num_declines {
                     if hedge.is_none() {
