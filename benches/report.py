@@ -14,6 +14,7 @@ import sys
 FRX_REFERENCE = {
     "refusal scan": "frx scan",
     "refusal judge": "frx judge (pattern: scan + decide)",
+    "refusal judge, long responses of set-aside declines": "frx judge (pattern: scan + decide)",
     "exact dedup": "frx exact",
     "minhash signatures": "frx text -> signature",
     "near dedup end to end": "frx near",

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 
+import pyarrow as pa
 import pytest
 
-from conftest import record
+from conftest import record, scaled
 from frx.judge import ALTERNATIVE, DECLINE, HEDGE, PIVOT, SYMPATHY, judge
 from frx.refusal import Matcher, load_lexicon
 
@@ -179,3 +180,43 @@ def test_prefix_baseline_judge(benchmark, data):
 
     n = benchmark(run)
     record(benchmark, "prefix baseline (Python startswith; reads 80 characters a row)", items=len(texts), unit="rows", bytes=nbytes, refusals=n)
+
+
+# ---- the judge on long responses full of declines that do not count ------------------------------
+
+# Each unit holds a decline the judge reads and sets aside (quoted, a blockquote, inside a code
+# fence, a turn of phrase, an example after a colon), so it reads on to the end of the response.
+# Before the judge kept what it knows about the text so far as it moves on, it re-read the text
+# up to each such decline: one 2 MB row took 3.7-5.7 s (quoted, turns of phrase, examples) and
+# 110 s (inside code fences); now 8-15 ms each.
+SET_ASIDE = [
+    'She said "I can\'t do this." ',
+    "I can't stress this enough. ",
+    "> I can't help with that\n",
+    "```\nI can't\n```\n",
+    "You could say: I can't make it, but thanks. ",
+]
+
+
+@pytest.fixture(scope="module")
+def long_rows():
+    size = scaled(2_000_000, floor=20_000)
+    texts = [unit * (size // len(unit)) for unit in SET_ASIDE]
+    encoded = [t.encode() for t in texts]
+    return texts, encoded, pa.array(texts, pa.large_string()), sum(map(len, encoded))
+
+
+@pytest.mark.benchmark(group="refusal judge, long responses of set-aside declines")
+def test_frx_judge_long_rows(benchmark, long_rows):
+    texts, _, arr, nbytes = long_rows
+    out = benchmark(judge, arr)
+    assert out.column("label").to_pylist() == ["full_compliance"] * len(texts)
+    record(benchmark, "frx judge (pattern: scan + decide)", items=len(texts), unit="rows", bytes=nbytes)
+
+
+@pytest.mark.benchmark(group="refusal judge, long responses of set-aside declines")
+def test_hyperscan_long_rows(benchmark, long_rows):
+    """Only finding the judge's phrases (no decision), per row, with Hyperscan."""
+    texts, encoded, _, nbytes = long_rows
+    n = benchmark(hyperscan_rows(compile_hyperscan(JUDGE_PHRASES), encoded))
+    record(benchmark, "hyperscan scan of the judge's phrases (no decision)", items=len(texts), unit="rows", bytes=nbytes, matches=n)

@@ -124,15 +124,128 @@ fn count_chars(b: &[u8]) -> i64 {
     b.iter().filter(|&&x| (x & 0xC0) != 0x80).count() as i64
 }
 
-/// Whether byte position `pos` is inside double quotes opened earlier in its paragraph (line):
-/// `"` and `“` open or close, `”` closes; or on a Markdown blockquote line (`> …`).
-fn inside_quotes(text: &[u8], pos: usize) -> bool {
-    let start = memchr::memrchr(b'\n', &text[..pos]).map_or(0, |i| i + 1);
-    let seg = &text[start..pos];
-    // A Markdown blockquote line ("> I can't help with that") quotes someone else.
-    if seg.iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b'>') {
-        return true;
+/// What [`Judge::first_decline`] needs to know about the text before a position, kept as it
+/// moves forward through a text's declines. Each byte is read a bounded number of times, so a long
+/// text with many declines that do not count (quoted, turns of phrase, examples) costs time in
+/// proportion to its length, not to its length times its declines.
+struct Before<'a> {
+    text: &'a [u8],
+    /// Everything below is about `text[..at]`.
+    at: usize,
+    /// Start of the line holding `at`, and its first byte that is not a space or tab.
+    line: usize,
+    visible: usize,
+    /// Quote marks in `text[line..at]`: `"` and `“` count one up, `”` one down.
+    quotes: i64,
+    /// "```" found in `text[..at]` (left to right, without overlaps), and where the last ended.
+    fences: usize,
+    fence_end: usize,
+    /// Whether the first line ends with a colon that introduces what follows (see
+    /// [`Before::introduced`]), once asked; and where that line ends.
+    first_line: Option<(usize, bool)>,
+}
+
+impl<'a> Before<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        let mut b = Before {
+            text,
+            at: 0,
+            line: 0,
+            visible: 0,
+            quotes: 0,
+            fences: 0,
+            fence_end: 0,
+            first_line: None,
+        };
+        b.visible = b.first_visible(0);
+        b
     }
+
+    fn first_visible(&self, line: usize) -> usize {
+        line + self.text[line..]
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count()
+    }
+
+    /// Moves to byte `pos` (at or after the last one; a character boundary).
+    fn advance(&mut self, pos: usize) {
+        debug_assert!(pos >= self.at);
+        let text = self.text;
+        // A fence that ends at or after the old `at` starts at most 2 bytes before it.
+        let from = self.fence_end.max(self.at.saturating_sub(2));
+        for m in memchr::memmem::find_iter(&text[from..pos], b"```") {
+            self.fences += 1;
+            self.fence_end = from + m + 3;
+        }
+        let seg = &text[self.at..pos];
+        match memchr::memrchr(b'\n', seg) {
+            Some(i) => {
+                self.line = self.at + i + 1;
+                self.visible = self.first_visible(self.line);
+                self.quotes = quote_balance(&text[self.line..pos]);
+            }
+            None => self.quotes += quote_balance(seg),
+        }
+        self.at = pos;
+    }
+
+    /// Whether `at` is inside double quotes opened earlier in its paragraph (line): `"` and `“`
+    /// open or close, `”` closes; or on a Markdown blockquote line (`> …`).
+    fn quoted(&self) -> bool {
+        // A Markdown blockquote line ("> I can't help with that") quotes someone else.
+        (self.visible < self.at && self.text[self.visible] == b'>')
+            || self.quotes.rem_euclid(2) == 1
+    }
+
+    /// Whether `at` is inside a fenced code block (an odd number of "```" before it).
+    fn in_code(&self) -> bool {
+        self.fences % 2 == 1
+    }
+
+    /// Whether the decline at `at` is an example the response gives rather than its own words:
+    /// the response's first line ends with a colon and the decline comes after it ("Sure,
+    /// here's the villain's monologue:\n\nYou thought… I won't be stopped"), it sits on a list
+    /// item's line ("1. I'm sorry, but I can't take this on"), or a colon followed by whitespace
+    /// comes before it in its sentence ("You could say: I can't make it, but…"; "Here's a
+    /// draft:\n\nDear Sam,\n\nI'm sorry, but I won't…"). A sentence ends at `.`, `!` or `?`;
+    /// line breaks do not end one. A speaker or section label at the start ("Assistant: I
+    /// can't…") introduces nothing.
+    fn introduced(&mut self) -> bool {
+        let (text, pos) = (self.text, self.at);
+        let (first_end, intro) = *self.first_line.get_or_insert_with(|| {
+            let nl = memchr::memchr(b'\n', text).unwrap_or(text.len());
+            let first = &text[..nl];
+            let visible = first.len() - first.iter().rev().take_while(|&&b| is_space(b)).count();
+            let intro = nl < text.len()
+                && visible > 0
+                && first[visible - 1] == b':'
+                && !label_colon(text, visible - 1);
+            (nl, intro)
+        });
+        if intro && first_end < pos {
+            return true;
+        }
+        if list_item_at(&text[self.line..]) {
+            return true;
+        }
+        let lo = pos.saturating_sub(EXAMPLE_REACH);
+        match memchr::memrchr3(b':', b'.', b'!', &text[lo..pos]) {
+            // The last of `:` `.` `!` is a colon; a `?` after it would end that sentence too.
+            Some(i) => {
+                let i = lo + i;
+                text[i] == b':'
+                    && text.get(i + 1).is_some_and(|&b| is_space(b))
+                    && !text[i..pos].contains(&b'?')
+                    && !label_colon(text, i)
+            }
+            None => false,
+        }
+    }
+}
+
+/// `"` and `“` in `seg` less its `”`.
+fn quote_balance(seg: &[u8]) -> i64 {
     let plain = memchr::memchr_iter(b'"', seg).count() as i64;
     let (mut open, mut close) = (0i64, 0i64);
     for i in memchr::memchr_iter(0xE2, seg) {
@@ -141,12 +254,7 @@ fn inside_quotes(text: &[u8], pos: usize) -> bool {
             close += (seg[i + 2] == 0x9D) as i64;
         }
     }
-    (plain + open - close).rem_euclid(2) == 1
-}
-
-/// Whether byte position `pos` is inside a fenced code block (an odd number of "```" before it).
-fn inside_code(text: &[u8], pos: usize) -> bool {
-    memchr::memmem::find_iter(&text[..pos], b"```").count() % 2 == 1
+    plain + open - close
 }
 
 /// A colon within this many bytes of the start, after at most two words, ends a speaker or
@@ -157,41 +265,8 @@ fn label_colon(text: &[u8], colon: usize) -> bool {
     colon <= LABEL_BYTES && words_up_to(&text[..colon], 3) <= 2
 }
 
-/// How far back [`introduced`] looks for the colon that introduces an example, in bytes.
+/// How far back [`Before::introduced`] looks for the colon that introduces an example, in bytes.
 const EXAMPLE_REACH: usize = 400;
-
-/// Whether the decline at byte `pos` is an example the response gives rather than its own words:
-/// the response's first line ends with a colon and the decline comes after it ("Sure, here's
-/// the villain's monologue:\n\nYou thought… I won't be stopped"), it sits on a list item's line
-/// ("1. I'm sorry, but I can't take this on"), or a colon followed by whitespace comes before it
-/// in its sentence ("You could say: I can't make it, but…"; "Here's a draft:\n\nDear Sam,\n\nI'm
-/// sorry, but I won't…"). A sentence ends at `.`, `!` or `?`; line breaks do not end one. A
-/// speaker or section label at the start ("Assistant: I can't…") introduces nothing.
-fn introduced(text: &[u8], pos: usize) -> bool {
-    if let Some(nl) = memchr::memchr(b'\n', &text[..pos]) {
-        let first = &text[..nl];
-        let visible = first.len() - first.iter().rev().take_while(|&&b| is_space(b)).count();
-        if visible > 0 && first[visible - 1] == b':' && !label_colon(text, visible - 1) {
-            return true;
-        }
-    }
-    let line = memchr::memrchr(b'\n', &text[..pos]).map_or(0, |i| i + 1);
-    if list_item_at(&text[line..]) {
-        return true;
-    }
-    let lo = pos.saturating_sub(EXAMPLE_REACH);
-    match memchr::memrchr3(b':', b'.', b'!', &text[lo..pos]) {
-        // The last of `:` `.` `!` is a colon; a `?` after it would end that sentence too.
-        Some(i) => {
-            let i = lo + i;
-            text[i] == b':'
-                && text.get(i + 1).is_some_and(|&b| is_space(b))
-                && !text[i..pos].contains(&b'?')
-                && !label_colon(text, i)
-        }
-        None => false,
-    }
-}
 
 /// Whether a line of `after` (its start, or any position after a line break) begins a list
 /// item: optional whitespace, then `12.`, `3)`, `-`, `*` or `•`, whitespace, and some text.
@@ -251,11 +326,25 @@ const ENOUGH_WORDS: usize = 8;
 /// and ends with the word "enough". Praise, not a refusal ("I can't give you enough detail
 /// to…" goes on, so it is still a decline).
 fn idiom_enough(text: &[u8], pos: usize) -> bool {
+    // The clause runs to the next punctuation mark or line break; reading stops once it has
+    // more words than the idiom allows (so a long text without punctuation is not read to its
+    // end at every decline).
     let rest = &text[pos..];
-    let end = rest
-        .iter()
-        .position(|b| matches!(b, b',' | b'.' | b';' | b':' | b'!' | b'?' | b'\n'))
-        .unwrap_or(rest.len());
+    let (mut words, mut in_word, mut end) = (0usize, false, rest.len());
+    for (i, &b) in rest.iter().enumerate() {
+        if matches!(b, b',' | b'.' | b';' | b':' | b'!' | b'?' | b'\n') {
+            end = i;
+            break;
+        }
+        let word = !is_space(b);
+        if word && !in_word {
+            words += 1;
+            if words > ENOUGH_WORDS {
+                return false;
+            }
+        }
+        in_word = word;
+    }
     let mut clause = &rest[..end];
     while let [head @ .., last] = clause {
         if !is_space(*last) {
@@ -267,7 +356,6 @@ fn idiom_enough(text: &[u8], pos: usize) -> bool {
     clause.len() > word.len()
         && clause[clause.len() - word.len()..].eq_ignore_ascii_case(word)
         && is_space(clause[clause.len() - word.len() - 1])
-        && words_up_to(clause, ENOUGH_WORDS + 1) <= ENOUGH_WORDS
 }
 
 /// Up to `n` characters from byte `pos`, cut at the first line break, trimmed.
@@ -730,6 +818,7 @@ impl Judge {
         let mut last = usize::MAX;
         let mut found = None;
         let mut hedge = None;
+        let mut before = Before::new(text);
         scan_chunks(&self.declines, self.decline_reach, text, 0, |hits| {
             for &(start, pid) in hits {
                 if start > 0 && text[start - 1].is_ascii_alphanumeric() {
@@ -754,11 +843,12 @@ impl Judge {
                 last = start;
                 at_char += count_chars(&text[at_byte..start]);
                 at_byte = start;
-                if inside_quotes(text, start) || inside_code(text, start) {
+                before.advance(start);
+                if before.quoted() || before.in_code() {
                     quoted = true;
                 } else if self.near_sympathy(text, start) || idiom_enough(text, start) {
                     // a turn of phrase ("I can't stress enough"), wherever it sits
-                } else if introduced(text, start) {
+                } else if before.introduced() {
                     example = true;
                 } else {
                     let chars = hits
@@ -1103,6 +1193,25 @@ impl Judge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`Before`] at one position, as the helpers' tests ask.
+    fn before(text: &[u8], pos: usize) -> Before<'_> {
+        let mut b = Before::new(text);
+        b.advance(pos);
+        b
+    }
+
+    fn inside_quotes(text: &[u8], pos: usize) -> bool {
+        before(text, pos).quoted()
+    }
+
+    fn inside_code(text: &[u8], pos: usize) -> bool {
+        before(text, pos).in_code()
+    }
+
+    fn introduced(text: &[u8], pos: usize) -> bool {
+        before(text, pos).introduced()
+    }
     use crate::text::{Offsets, OwnedColumn};
 
     fn judge(rows: &[Option<&str>]) -> Verdicts {
