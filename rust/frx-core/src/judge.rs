@@ -1212,6 +1212,32 @@ mod tests {
     fn introduced(text: &[u8], pos: usize) -> bool {
         before(text, pos).introduced()
     }
+
+    proptest::proptest! {
+        /// Moving through a text from position to position knows what reading it afresh up to
+        /// each position knows.
+        #[test]
+        fn before_moves_on_as_if_read_afresh(
+            text in "(```|[a:`\"“”> \t\n1.-]){0,200}",
+            cuts in proptest::collection::vec(0usize..600, 0..40),
+        ) {
+            let text = text.as_bytes();
+            let mut cuts: Vec<usize> = cuts
+                .into_iter()
+                .map(|c| c.min(text.len()))
+                .filter(|&c| c == text.len() || (text[c] & 0xC0) != 0x80)
+                .collect();
+            cuts.sort_unstable();
+            let mut moving = Before::new(text);
+            for pos in cuts {
+                moving.advance(pos);
+                let mut fresh = before(text, pos);
+                proptest::prop_assert_eq!(moving.quoted(), fresh.quoted(), "quoted at {}", pos);
+                proptest::prop_assert_eq!(moving.in_code(), fresh.in_code(), "code at {}", pos);
+                proptest::prop_assert_eq!(moving.introduced(), fresh.introduced(), "introduced at {}", pos);
+            }
+        }
+    }
     use crate::text::{Offsets, OwnedColumn};
 
     fn judge(rows: &[Option<&str>]) -> Verdicts {
