@@ -99,7 +99,8 @@ fn group(prefixes: &[[u8; WIDTH]]) -> Vec<Group> {
 
 impl Teddy {
     /// The filter for phrases spelled `variants` (each at least [`WIDTH`] bytes), or `None`
-    /// when the CPU lacks AVX2 or the prefixes are too many to tell apart.
+    /// when the CPU has neither AVX2 (x86-64) nor NEON (AArch64), or the prefixes are too many
+    /// to tell apart.
     pub fn new(variants: &[String]) -> Option<Self> {
         if !Self::supported() {
             return None;
