@@ -249,8 +249,8 @@ def test_shipped_weights_leave_newer_wordings_to_the_pattern_step():
     texts = [t for t, _ in OTHER_FAMILIES]
     base = judge(texts).to_pylist()
     learned = judge(texts, mode="learned").to_pylist()
-    seen = default_classifier().meta["rules"]
-    assert set(seen) == {'opens with refusal ""', 'opens with refusal "", then offers help at ""',
+    seen = {rule for rule, n in default_classifier().meta["rules"].items() if n >= MIN_RULE_ROWS}
+    assert seen == {'opens with refusal ""', 'opens with refusal "", then offers help at ""',
                          'opens with refusal "", then only offers alternatives at ""', 'answers, then declines part: ""',
                          'no refusal phrase, but questions the request: ""'}
     unseen = [i for i, b in enumerate(base) if b["label_source"] == "pattern" and b["label"] != "full_compliance"
@@ -339,7 +339,7 @@ def test_judge_train_cli(tmp_path):
     assert r.returncode == 0, r.stderr
     # The summary counts the rows each pattern rule gave it, and names those left to the pattern step.
     assert 'rule: opens with refusal ""' in r.stdout
-    assert re.search(r"rules under 5 rows \(left to the pattern step\) +1\n", r.stdout), r.stdout
+    assert re.search(r"rules under 5 rows \(left to the pattern step\) +2\n", r.stdout), r.stdout
     assert Classifier.load(out).meta["rules"]['opens with refusal ""'] >= 5
     judged = tmp_path / "j.parquet"
     r = run_frx("judge", src, "--out", judged, "--response-column", "completion", "--mode", "learned", "--classifier", out)
