@@ -47,7 +47,7 @@
 use crate::dedup::exact::ROWS_PER_TASK;
 use crate::error::{invalid, Result};
 use crate::refusal::{first_sentence_end, Matcher, APOSTROPHES};
-use crate::text::StrColumn;
+use crate::text::{is_space as is_py_space, StrColumn};
 use std::borrow::Cow;
 
 pub const FULL_COMPLIANCE: u8 = 0;
@@ -115,12 +115,6 @@ fn verdict(label: u8, confidence: f32, evidence: impl Into<Cow<'static, str>>) -
 #[inline(always)]
 fn is_space(b: u8) -> bool {
     (b == b' ') | (b.wrapping_sub(9) < 5)
-}
-
-/// Whitespace as Python's `str.isspace` sees it.
-#[inline]
-fn is_py_space(c: char) -> bool {
-    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
 }
 
 #[inline]
