@@ -194,127 +194,239 @@ def refusal(
     )
 
 
+_MODE_HELP = ("learned (default): rules for null, empty, unfinished-reasoning, provider-refused and non-English rows, a calibrated "
+              "classifier for every other row; pattern: the hand-written rules alone; cascade: learned, then an LLM judge for rows "
+              "below --min-confidence.")
+
+
+def _load_classifier(path: Optional[Path]) -> Any:
+    if path is None:
+        return None
+    from .classifier import Classifier
+
+    if not path.is_file():
+        raise FrxError(f"classifier {path} does not exist")
+    return Classifier.load(path)
+
+
 @app.command()
 @user_errors
 def judge(
     input: Annotated[Path, typer.Argument(help="Parquet, JSONL or CSV file with model responses.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
     response_column: Annotated[str, typer.Option(help="Column holding the responses.")] = "response",
-    prompt_column: Annotated[str, typer.Option(help="Column holding the prompts (shown to the LLM judge in cascade mode; optional).")] = "prompt",
+    prompt_column: Annotated[Optional[str], typer.Option(help="Column holding the prompts (features of the learned judge; shown to the LLM judge). Default: 'prompt' if the input has it.")] = None,
     finish_reason_column: Annotated[
         Optional[str], typer.Option(help="Column with the provider's finish/stop reason (content_filter → refusal).")
     ] = None,
-    mode: Annotated[str, typer.Option(help="pattern: api + pattern steps; learned: + the learned step (partial vs direct for refusals, and a second look at doubtful compliance); cascade: + an LLM judge for low-confidence rows.")] = "pattern",
-    classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned step (from `frx judge-train`); default: the shipped ones.")] = None,
+    mode: Annotated[str, typer.Option(help=_MODE_HELP)] = "learned",
+    classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned judge (from `frx judge-train`); default: the shipped ones.")] = None,
     judge_model: Annotated[Optional[str], typer.Option(help="Model for cascade mode, e.g. smollm2-135m, hf:PATH, vllm:MODEL, openai:MODEL@URL.")] = None,
-    min_confidence: Annotated[float, typer.Option(help="Cascade mode: pattern decisions below this confidence (the deciding rule's precision on human labels) go to the LLM judge.")] = 0.7,
+    min_confidence: Annotated[float, typer.Option(help="Cascade mode: learned decisions below this confidence (the calibrated probability that the label is right) go to the LLM judge.")] = 0.7,
     judge_max_tokens: Annotated[int, typer.Option(help="Cascade mode: most tokens in a judge reply (raise it for a reasoning judge that thinks before its verdict).")] = 96,
+    batch_rows: Annotated[int, typer.Option(help="Rows read, judged and written at a time (memory is bounded by this).")] = 131072,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
     """Label each response full_compliance, safe_partial_compliance, direct_refusal or undetermined.
 
-    Keeps every input row and column in order and adds label, label_source (api, pattern, learned or llm), evidence and confidence. The pattern judge is position-aware: an opening refusal, a refusal followed by real help, sympathy, quoted refusals and caveats inside an answer are told apart. Null responses are labelled undetermined, never dropped.
+    Keeps every input row and column in order and adds label, label_source (api, pattern, learned or llm), evidence, confidence and rule (the pattern step's rule, a feature of the learned judge). The input is read, judged and written in batches. Null responses are labelled undetermined, never dropped.
     """
     import pyarrow.compute as pc
 
-    from .io import check_output, read_table, write_parquet
-    from .judge import LABELS
+    from .io import ParquetSink, check_output, iter_batches
+    from .judge import LABELS, MODES
     from .judge import judge as run_judge
 
     check_output(out, overwrite=overwrite, inputs=(input,))
-    table = read_table(input)
-    _string_column(table, response_column, input)
-    reasons = None
-    if finish_reason_column is not None:
-        _string_column(table, finish_reason_column, input)
-        reasons = table.column(finish_reason_column)
-    from .judge import MODES
-
     if mode not in MODES:
         raise FrxError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "cascade" and judge_model is None:
         raise FrxError("--mode cascade needs --judge-model")
+    if judge_model is not None and mode != "cascade":
+        raise FrxError("--judge-model is only used with --mode cascade")
     if judge_max_tokens < 1:
         raise FrxError(f"--judge-max-tokens must be at least 1, got {judge_max_tokens}")
-    clf = None
-    if classifier is not None:
-        from .classifier import Classifier
+    if batch_rows < 1:
+        raise FrxError(f"--batch-rows must be at least 1, got {batch_rows}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise FrxError(f"--min-confidence must be in [0, 1], got {min_confidence}")
+    clf = _load_classifier(classifier)
+    batches = iter_batches(input, batch_rows=batch_rows)
+    first = next(batches, None)
+    schema = first.schema if first is not None else None
+    if schema is None:
+        from .io import read_table
 
-        if not classifier.is_file():
-            raise FrxError(f"classifier {classifier} does not exist")
-        clf = Classifier.load(classifier)
-    prompts = None
-    if mode == "cascade" and prompt_column in table.column_names:
-        _string_column(table, prompt_column, input)
-        prompts = table.column(prompt_column)
+        schema = read_table(input).schema
+    head = schema.empty_table()
+    _string_column(head, response_column, input)
+    if finish_reason_column is not None:
+        _string_column(head, finish_reason_column, input)
+    if prompt_column is not None:
+        _string_column(head, prompt_column, input)
+    elif "prompt" in schema.names and mode != "pattern":
+        _string_column(head, "prompt", input)
+        prompt_column = "prompt"
     model = None
     if judge_model is not None:
-        if mode != "cascade":
-            raise FrxError("--judge-model is only used with --mode cascade")
         from .llm import load_judge_model
 
         model = load_judge_model(judge_model, max_new_tokens=judge_max_tokens)
-    verdict = run_judge(table.column(response_column), reasons, prompts=prompts, mode=mode, classifier=clf,
-                        judge_model=model, min_confidence=min_confidence)
-    table = put_columns(table, {name: verdict.column(name) for name in verdict.column_names})
-    write_parquet(table, out)
+    labels: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    doubtful = 0
+    total = 0
 
-    def tally(column: str) -> dict[str, int]:
-        return {c["values"]: c["counts"] for c in verdict.column(column).value_counts().to_pylist()}
+    def chunks():
+        if first is not None:
+            yield first
+            yield from batches
 
-    labels, sources = tally("label"), tally("label_source")
-    doubtful = pc.sum(pc.and_(pc.equal(verdict.column("label_source"), "pattern"),
-                              pc.less(verdict.column("confidence"), min_confidence))).as_py() or 0
-    _summary(f"frx judge → {out}", [("rows", table.num_rows)]
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with ParquetSink(out) as sink, Progress(TextColumn("judging"), BarColumn(), TextColumn("{task.completed:,} rows"),
+                                            TimeElapsedColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("judge", total=None)
+        for batch in chunks():
+            table = pa.Table.from_batches([batch])
+            verdict = run_judge(table.column(response_column),
+                                table.column(finish_reason_column) if finish_reason_column else None,
+                                prompts=table.column(prompt_column) if prompt_column else None, mode=mode, classifier=clf,
+                                judge_model=model, min_confidence=min_confidence)
+            sink.write(put_columns(table, {name: verdict.column(name) for name in verdict.column_names}))
+            for col, tally in (("label", labels), ("label_source", sources)):
+                for c in verdict.column(col).value_counts().to_pylist():
+                    tally[c["values"]] = tally.get(c["values"], 0) + c["counts"]
+            doubtful += pc.sum(pc.and_(pc.equal(verdict.column("label_source"), "learned"),
+                                       pc.less(verdict.column("confidence"), min_confidence))).as_py() or 0
+            total += table.num_rows
+            bar.advance(task, table.num_rows)
+        sink.close(None if total else _judged_schema(schema))
+    _summary(f"frx judge → {out}", [("rows", total)]
              + [(k.replace("_", " "), labels.get(k, 0)) for k in LABELS]
              + [(f"decided by {k}", sources[k]) for k in ("api", "pattern", "learned", "llm") if sources.get(k)]
-             + ([(f"below --min-confidence {min_confidence:g} (cascade: to the LLM judge)", doubtful)]
-                if mode != "cascade" else []))
+             + ([(f"learned below --min-confidence {min_confidence:g} (cascade: to the LLM judge)", doubtful)]
+                if mode == "learned" else []))
+
+
+def _judged_schema(schema: pa.Schema) -> pa.Schema:
+    for name, t in (("label", pa.string()), ("label_source", pa.string()), ("evidence", pa.string()),
+                    ("confidence", pa.float32()), ("rule", pa.string())):
+        if name in schema.names:
+            schema = schema.remove(schema.get_field_index(name))
+        schema = schema.append(pa.field(name, t))
+    return schema
+
+
+def _labelled_inputs(inputs: list[Path], label_maps: list[str], groups: list[str], response_column: Optional[str],
+                     label_column: Optional[str], prompt_column: Optional[str]) -> pa.Table:
+    """The labelled files as one table (``response, prompt, label, source``)."""
+    from .labelled import read_labelled
+
+    def per_file(values: list[str], what: str, default: Optional[str]) -> list[Optional[str]]:
+        if not values:
+            return [default] * len(inputs)
+        if len(values) == 1:
+            return values * len(inputs)
+        if len(values) != len(inputs):
+            raise FrxError(f"{what}: give it once (for every file) or once per file ({len(inputs)}), not {len(values)} times")
+        return values
+
+    maps = per_file(label_maps, "--label-map", "auto")
+    names = per_file(groups, "--group", None)
+    return pa.concat_tables([read_labelled(f, m, response_column=response_column, label_column=label_column,
+                                           prompt_column=prompt_column, source=g or f.name)
+                             for f, m, g in zip(inputs, maps, names)])
+
+
+_LABEL_MAP_HELP = ("How the file's labels map to frx's classes: auto (default), frx, xstest, tone (chatgpt-refusals tones), or "
+                   "VALUE=CLASS,… pairs (CLASS: full, partial, direct, or - to drop). Once for all files, or once per file in order.")
 
 
 @app.command("judge-train")
 @user_errors
 def judge_train(
-    inputs: Annotated[list[Path], typer.Argument(help="Labelled responses (Parquet, JSONL or CSV), e.g. XSTest's completions_*.csv.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Labelled responses (Parquet, JSONL, JSON or CSV).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file with the classifier weights.")],
-    response_column: Annotated[str, typer.Option(help="Column holding the responses.")] = "completion",
-    label_column: Annotated[str, typer.Option(help="Column with the human label (frx's or XSTest's names).")] = "final_label",
-    l2: Annotated[float, typer.Option(help="L2 penalty.")] = 1e-3,
+    label_map: Annotated[list[str], typer.Option("--label-map", help=_LABEL_MAP_HELP)] = [],  # noqa: B006
+    group: Annotated[list[str], typer.Option("--group", help="Group (e.g. model family) of each file, once per file: groups weigh the same in training and are left out in turn to calibrate. Default: each file its own group.")] = [],  # noqa: B006
+    response_column: Annotated[Optional[str], typer.Option(help="Column holding the responses (default: response or completion).")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Column with the human label (default: label, final_label or tone).")] = None,
+    prompt_column: Annotated[Optional[str], typer.Option(help="Column with the prompts (default: prompt, if there is one).")] = None,
+    l2: Annotated[float, typer.Option(help="L2 penalty on the hashed n-gram weights.")] = 1e-4,
     steps: Annotated[int, typer.Option(help="Full-batch optimiser steps.")] = 300,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
 ) -> None:
-    """Train the judge's learned step (hashed n-grams + logistic regression) on human labels.
+    """Train the learned judge (hashed n-grams, the pattern step's rule, structure and prompt overlap → 3 classes) on human labels, and calibrate it.
 
-    It is trained on the rows it will judge: those the pattern step calls a refusal, and its
-    doubtful compliance verdicts (an opening that questions the request without declining). It
-    records how many rows each pattern rule gave it; at judging time it leaves the rows of a rule
-    it saw fewer than 5 times to the pattern step.
-
-    Deterministic: the same inputs give the same weights. Use the result with `frx judge --mode learned --classifier FILE`. The shipped weights come from: frx judge-train ../shared/data/xstest/completions_*.csv --out python/frx/data/refusal_classifier.npz
+    Every row the rules do not settle is a training row. The temperature that makes confidence a probability is fitted on out-of-fold predictions, each group left out in turn. Deterministic: the same inputs give a byte-identical file. Use it with `frx judge --classifier FILE`; docs/judge.md gives the command that builds the shipped weights.
     """
-    import pyarrow as pa
-
-    from .classifier import MIN_RULE_ROWS, Classifier
-    from .io import check_output, read_table
+    from .classifier import train
+    from .io import check_output
 
     check_output(out, overwrite=overwrite, inputs=tuple(inputs), suffixes=(".npz",))
     if steps < 1 or l2 < 0:
         raise FrxError("--steps must be at least 1 and --l2 non-negative")
-    tables = []
-    for f in inputs:
-        t = read_table(f)
-        _string_column(t, response_column, f)
-        _string_column(t, label_column, f)
-        tables.append(t.select([response_column, label_column]))
-    data = pa.concat_tables(tables)
-    clf = Classifier.train(data.column(response_column), data.column(label_column).to_pylist(), l2=l2, steps=steps)
-    tmp = out.with_name(out.name + ".tmp")
-    clf.save(tmp)
-    tmp.replace(out)
-    _summary(f"frx judge-train → {out}", [("rows", data.num_rows), ("trained on (pattern step: refusal or doubtful)", clf.meta["rows"])]
-             + [(k.replace("_", " "), v) for k, v in clf.meta["class_counts"].items()]
-             + [(f"rule: {r}", n) for r, n in clf.meta["rules"].items()]
-             + [(f"rules under {MIN_RULE_ROWS} rows (left to the pattern step)", sum(n < MIN_RULE_ROWS for n in clf.meta["rules"].values()))])
+    data = _labelled_inputs(inputs, label_map, group, response_column, label_column, prompt_column)
+    clf, report = train(data, l2=l2, steps=steps)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        clf.save(tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _summary(f"frx judge-train → {out}", [("rows", report["rows"]), ("trained on", report["trained_on"]),
+                                          ("left to the rules (null, empty, not English…)", report["left_to_rules"])]
+             + [(k.replace("_", " "), v) for k, v in report["class_counts"].items()]
+             + [("groups (calibrated leaving each out)", ", ".join(report["folds"])),
+                ("temperature", f"{report['temperature']:.3f}"),
+                ("out-of-fold 3-way accuracy", f"{report['out_of_fold_accuracy']:.3f}")])
+
+
+@app.command("judge-eval")
+@user_errors
+def judge_eval(
+    inputs: Annotated[list[Path], typer.Argument(help="Labelled responses (Parquet, JSONL, JSON or CSV).")],
+    label_map: Annotated[list[str], typer.Option("--label-map", help=_LABEL_MAP_HELP)] = [],  # noqa: B006
+    response_column: Annotated[Optional[str], typer.Option(help="Column holding the responses (default: response or completion).")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Column with the human label (default: label, final_label or tone).")] = None,
+    prompt_column: Annotated[Optional[str], typer.Option(help="Column with the prompts (default: prompt, if there is one).")] = None,
+    mode: Annotated[str, typer.Option(help="Judge mode to score: learned (default) or pattern.")] = "learned",
+    classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned judge; default: the shipped ones.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full scores (per label, reliability) as JSON here.")] = None,
+) -> None:
+    """Score the judge against your human labels: binary and 3-way accuracy, macro-F1, per label, calibration (ECE, reliability), with 95% intervals, next to a prefix-list and a substring-list baseline.
+
+    Rows the judge was trained on score higher than new ones: the shipped weights were trained on XSTest and chatgpt-refusals answers.
+    """
+    import json
+
+    from .judge import judge as run_judge
+    from .judge_eval import markdown_table, prefix_baseline, scores, substring_baseline
+
+    if mode not in ("learned", "pattern"):
+        raise FrxError(f"--mode must be learned or pattern, got {mode!r}")
+    clf = _load_classifier(classifier)
+    data = _labelled_inputs(inputs, label_map, [], response_column, label_column, prompt_column)
+    rows, full = [], {}
+    names = sorted(set(data.column("source").to_pylist()), key=data.column("source").to_pylist().index)
+    for name in names + (["all"] if len(names) > 1 else []):
+        part = data if name == "all" else data.filter(pa.compute.equal(data.column("source"), name))
+        v = run_judge(part.column("response"), prompts=part.column("prompt"), mode=mode, classifier=clf)
+        gold, resp = part.column("label").to_pylist(), part.column("response").to_pylist()
+        for method, s in ((f"frx {mode}", scores(gold, v.column("label").to_pylist(), v.column("confidence").to_numpy())),
+                          ("prefix list", scores(gold, prefix_baseline(resp))),
+                          ("substring list", scores(gold, substring_baseline(resp)))):
+            rows.append((name, method, s))
+            full.setdefault(name, {})[method] = s
+    print(markdown_table(rows))
+    last = full[names[-1] if len(names) == 1 else "all"][f"frx {mode}"]
+    print("\nreliability (frx, " + ("all files" if len(names) > 1 else names[0]) + "): confidence bin → rows, mean confidence, right")
+    for b in last["reliability"]:
+        print(f"  {b['bin']}: {b['rows']:>6}  {b['mean_confidence']:.3f}  {b['right']:.3f}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(full, indent=1, default=float) + "\n")
+        print(f"wrote {json_out}")
 
 
 @app.command()

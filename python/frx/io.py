@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from .errors import FrxError
 
-__all__ = ["FORMATS", "detect_format", "read_table", "write_parquet", "check_output"]
+__all__ = ["FORMATS", "ParquetSink", "detect_format", "iter_batches", "read_table", "write_parquet", "check_output"]
 
 FORMATS = {
     ".parquet": "parquet",
@@ -46,6 +46,8 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     try:
         if fmt == "parquet":
             table = pq.read_table(p, columns=columns)
+        elif fmt == "jsonl" and _is_json_array(p):
+            table = _read_json_array(p)
         elif fmt == "jsonl":
             table = pajson.read_json(p)
         else:
@@ -59,6 +61,27 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
             raise FrxError(f"column {missing[0]!r} not found in {p}")
         table = table.select(columns)
     return table
+
+
+def _is_json_array(p: Path) -> bool:
+    """Whether a ``.json`` file holds one JSON array (of records) rather than JSON lines."""
+    if p.suffix.lower() != ".json":
+        return False
+    with open(p, "rb") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith(b"[")
+
+
+def _read_json_array(p: Path) -> pa.Table:
+    import json
+
+    try:
+        rows = json.loads(p.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FrxError(f"cannot read {p} as a JSON array: {e}") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise FrxError(f"cannot read {p}: a JSON file must hold an array of objects")
+    return pa.Table.from_pylist(rows)
 
 
 def check_output(
@@ -91,3 +114,73 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def iter_batches(path: str | Path, *, batch_rows: int = 65536):
+    """Record batches of at most ``batch_rows`` rows from a Parquet, JSONL or CSV file, read
+    as a stream: memory stays bounded by the batch (a Parquet file is read a row group at a
+    time, its columns in pages)."""
+    p = Path(path)
+    fmt = detect_format(p)
+    if not p.exists():
+        raise FrxError(f"input not found: {p}")
+    if p.is_dir():
+        raise FrxError(f"input is a directory, expected a file: {p}")
+    try:
+        if fmt == "parquet":
+            reader = pq.ParquetFile(p, pre_buffer=False)
+            yield from reader.iter_batches(batch_size=batch_rows)
+            return
+        if fmt == "jsonl" and _is_json_array(p):
+            yield from read_table(p).to_batches(max_chunksize=batch_rows)
+            return
+        if fmt == "jsonl":
+            stream = pajson.open_json(p, read_options=pajson.ReadOptions(block_size=1 << 24))
+        else:
+            stream = pacsv.open_csv(p, read_options=pacsv.ReadOptions(block_size=1 << 24))
+        for batch in stream:
+            for start in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(start, batch_rows)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FrxError(f"cannot read {p} as {fmt}: {first}") from None
+
+
+class ParquetSink:
+    """Writes batches to a temporary Parquet file beside ``path`` and renames it on
+    :meth:`close`; on error (:meth:`abort`, or leaving a ``with`` block by an exception) the
+    temporary file is removed and ``path`` is untouched."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self, schema: pa.Schema | None = None) -> None:
+        if self._writer is None:  # no batch: an empty file with the schema
+            pq.write_table((schema or pa.schema([])).empty_table(), self.tmp, compression="zstd")
+        else:
+            self._writer.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "ParquetSink":
+        return self
+
+    def __exit__(self, kind, value, tb) -> None:
+        if kind is not None:
+            self.abort()

@@ -34,7 +34,7 @@ from . import _core
 from .columns import buffers
 from .errors import FrxError
 
-__all__ = ["Matcher", "load_lexicon", "SCAN_SCHEMA"]
+__all__ = ["Matcher", "lexicon_sections", "load_lexicon", "SCAN_SCHEMA"]
 
 SCAN_SCHEMA = pa.schema(
     [
@@ -50,30 +50,59 @@ def load_lexicon(path: str | Path | None = None) -> tuple[list[str], list[str]]:
     """Read a lexicon file: ``(phrases, patterns)``. Without a path, frx's own lexicon.
 
     Format: one entry per line; ``re:`` starts a regular expression; ``#`` starts a comment
-    line; blank lines are skipped; surrounding whitespace is stripped.
+    line; blank lines are skipped; surrounding whitespace is stripped. (A line ``@name`` starts
+    a section, as in the judge's lexicon: see :func:`lexicon_sections`; here it is an error.)
     """
     if path is None:
-        text = resources.files("frx").joinpath("data/refusal_lexicon.txt").read_text("utf-8")
+        text, where = resources.files("frx").joinpath("data/refusal_lexicon.txt").read_text("utf-8"), "refusal_lexicon.txt"
     else:
-        try:
-            text = Path(path).read_text("utf-8")
-        except FileNotFoundError:
-            raise FrxError(f"lexicon file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise FrxError(f"cannot read lexicon {path}: {e}") from None
-    phrases: list[str] = []
-    patterns: list[str] = []
+        text, where = _read(path), str(path)
+    sections = _parse(text, where)
+    if set(sections) != {""}:
+        raise FrxError(f"lexicon {where} has sections ({', '.join('@' + k for k in sections if k)}): not a matcher lexicon")
+    return sections[""]
+
+
+def lexicon_sections(name: str) -> dict[str, list[str]]:
+    """The phrase groups of one of frx's sectioned lexicons (``frx/data/NAME``), by section."""
+    text = resources.files("frx").joinpath(f"data/{name}").read_text("utf-8")
+    out = {}
+    for section, (phrases, patterns) in _parse(text, name).items():
+        if patterns or not section:
+            raise FrxError(f"lexicon {name}: entries outside a section, or regular expressions in @{section}")
+        out[section] = phrases
+    return out
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text("utf-8")
+    except FileNotFoundError:
+        raise FrxError(f"lexicon file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FrxError(f"cannot read lexicon {path}: {e}") from None
+
+
+def _parse(text: str, where: str) -> dict[str, tuple[list[str], list[str]]]:
+    """Entries by section (``""`` before any ``@name`` line): ``(phrases, patterns)``."""
+    sections: dict[str, tuple[list[str], list[str]]] = {}
+    current = ""
     for line in text.splitlines():
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
+        if entry.startswith("@"):
+            current = entry[1:].strip()
+            sections.setdefault(current, ([], []))
+            continue
+        phrases, patterns = sections.setdefault(current, ([], []))
         if entry.startswith("re:"):
             patterns.append(entry[3:].strip())
         else:
             phrases.append(entry)
-    if not phrases and not patterns:
-        raise FrxError(f"lexicon {path} has no entries")
-    return phrases, patterns
+    if not any(p or q for p, q in sections.values()):
+        raise FrxError(f"lexicon {where} has no entries")
+    return sections
 
 
 class Matcher:

@@ -19,11 +19,12 @@ use pyo3::prelude::*;
 type Arr<'py, T> = Bound<'py, PyArray1<T>>;
 /// (row, pattern id, start, first sentence)
 type ScanArrays<'py> = (Arr<'py, i64>, Arr<'py, u32>, Arr<'py, i64>, Arr<'py, bool>);
-/// (label, api, confidence, evidence offsets, evidence bytes)
+/// (label, api, confidence, rule id, evidence offsets, evidence bytes)
 type JudgeArrays<'py> = (
     Arr<'py, u8>,
     Arr<'py, bool>,
     Arr<'py, f32>,
+    Arr<'py, u8>,
     Arr<'py, i64>,
     Arr<'py, u8>,
 );
@@ -130,54 +131,85 @@ fn exact_dedup<'py>(
     Ok((r.keep.into_pyarray(py), r.group.into_pyarray(py)))
 }
 
-fn check_bits(bits: u32) -> PyResult<()> {
-    if (1..=31).contains(&bits) {
-        Ok(())
-    } else {
-        Err(PyValueError::new_err(format!(
-            "bits must be in 1..=31, got {bits}"
-        )))
+/// A string column passed as its three Arrow buffers: `(data, offsets, valid)`.
+type Buffers<'py> = (
+    PyReadonlyArray1<'py, u8>,
+    Bound<'py, PyAny>,
+    Option<PyReadonlyArray1<'py, bool>>,
+);
+
+fn column<'py>(b: Buffers<'py>) -> PyResult<Column<'py>> {
+    Column::new(b.0, &b.1, b.2)
+}
+
+/// The learned judge's feature settings (frx_core::features::Config).
+#[allow(clippy::too_many_arguments)]
+fn feature_config(
+    bits: u32,
+    opening_bytes: usize,
+    closing_bytes: usize,
+    max_bytes: usize,
+    char_bytes: usize,
+) -> frx_core::features::Config {
+    frx_core::features::Config {
+        bits,
+        opening_bytes,
+        closing_bytes,
+        max_bytes,
+        char_bytes,
     }
 }
 
-/// hashed_ngrams(data, offsets, valid, bits, opening_bytes, max_bytes) -> (indptr: int64[n+1], indices: uint32[nnz])
+/// features(responses, prompts, *, bits, opening_bytes, closing_bytes, max_bytes, char_bytes)
+/// -> (indptr int64[n+1], indices uint32[nnz], dense float32[n*d]); `responses` and `prompts`
+/// (or None) are `(data, offsets, valid)` buffer triples.
 #[pyfunction]
-#[pyo3(signature = (data, offsets, valid=None, bits=18, opening_bytes=400, max_bytes=usize::MAX))]
-fn hashed_ngrams<'py>(
+#[pyo3(signature = (responses, prompts=None, *, bits, opening_bytes, closing_bytes, max_bytes, char_bytes))]
+#[allow(clippy::too_many_arguments)]
+fn features<'py>(
     py: Python<'py>,
-    data: PyReadonlyArray1<'py, u8>,
-    offsets: &Bound<'py, PyAny>,
-    valid: Option<PyReadonlyArray1<'py, bool>>,
+    responses: Buffers<'py>,
+    prompts: Option<Buffers<'py>>,
     bits: u32,
     opening_bytes: usize,
+    closing_bytes: usize,
     max_bytes: usize,
-) -> PyResult<(Arr<'py, i64>, Arr<'py, u32>)> {
-    check_bits(bits)?;
-    let col = Column::new(data, offsets, valid)?;
-    let view = col.view()?;
-    let (indptr, indices) = py
-        .detach(|| frx_core::features::hashed_ngrams(&view, bits, opening_bytes, max_bytes))
+    char_bytes: usize,
+) -> PyResult<(Arr<'py, i64>, Arr<'py, u32>, Arr<'py, f32>)> {
+    let cfg = feature_config(bits, opening_bytes, closing_bytes, max_bytes, char_bytes);
+    let r = column(responses)?;
+    let p = prompts.map(column).transpose()?;
+    let (rv, pv) = (r.view()?, p.as_ref().map(|c| c.view()).transpose()?);
+    let (indptr, indices, dense) = py
+        .detach(|| frx_core::features::features(&rv, pv.as_ref(), &cfg))
         .map_err(err)?;
-    Ok((indptr.into_pyarray(py), indices.into_pyarray(py)))
+    Ok((
+        indptr.into_pyarray(py),
+        indices.into_pyarray(py),
+        dense.into_pyarray(py),
+    ))
 }
 
-/// hashed_scores(data, offsets, valid, weights: float32[2^bits, k], bits, opening_bytes, max_bytes) -> float32[n*k]
+/// feature_scores(responses, prompts, *, weights float32[2^bits, k], bits, ...) ->
+/// (scores float32[n*k], dense float32[n*d]): a linear model's hashed part, summed as the
+/// features are hashed (none is stored), and the dense features.
 #[pyfunction]
-#[pyo3(signature = (data, offsets, valid=None, *, weights, bits, opening_bytes=400, max_bytes=usize::MAX))]
+#[pyo3(signature = (responses, prompts=None, *, weights, bits, opening_bytes, closing_bytes, max_bytes, char_bytes))]
 #[allow(clippy::too_many_arguments)]
-fn hashed_scores<'py>(
+fn feature_scores<'py>(
     py: Python<'py>,
-    data: PyReadonlyArray1<'py, u8>,
-    offsets: &Bound<'py, PyAny>,
-    valid: Option<PyReadonlyArray1<'py, bool>>,
+    responses: Buffers<'py>,
+    prompts: Option<Buffers<'py>>,
     weights: PyReadonlyArray2<'py, f32>,
     bits: u32,
     opening_bytes: usize,
+    closing_bytes: usize,
     max_bytes: usize,
-) -> PyResult<Arr<'py, f32>> {
-    check_bits(bits)?;
+    char_bytes: usize,
+) -> PyResult<(Arr<'py, f32>, Arr<'py, f32>)> {
+    let cfg = feature_config(bits, opening_bytes, closing_bytes, max_bytes, char_bytes);
     let shape = weights.shape();
-    if shape[0] != 1usize << bits || shape[1] == 0 {
+    if bits > 31 || shape[0] != 1usize << bits || shape[1] == 0 {
         return Err(PyValueError::new_err(format!(
             "weights must have shape (2**{bits}, k), got {shape:?}"
         )));
@@ -190,31 +222,30 @@ fn hashed_scores<'py>(
     let w = weights
         .as_slice()
         .map_err(|_| PyValueError::new_err("weights must be C-contiguous"))?;
-    let col = Column::new(data, offsets, valid)?;
-    let view = col.view()?;
-    let out = py
-        .detach(|| frx_core::features::hashed_scores(&view, bits, opening_bytes, max_bytes, w, k));
-    Ok(out.map_err(err)?.into_pyarray(py))
-}
-
-/// row_stats(data, offsets, valid) -> (spaces: uint32[n], has_list: bool[n])
-#[pyfunction]
-#[pyo3(signature = (data, offsets, valid=None))]
-fn row_stats<'py>(
-    py: Python<'py>,
-    data: PyReadonlyArray1<'py, u8>,
-    offsets: &Bound<'py, PyAny>,
-    valid: Option<PyReadonlyArray1<'py, bool>>,
-) -> PyResult<(Arr<'py, u32>, Arr<'py, bool>)> {
-    let col = Column::new(data, offsets, valid)?;
-    let view = col.view()?;
-    let (spaces, lists) = py
-        .detach(|| frx_core::features::row_stats(&view))
+    let r = column(responses)?;
+    let p = prompts.map(column).transpose()?;
+    let (rv, pv) = (r.view()?, p.as_ref().map(|c| c.view()).transpose()?);
+    let (scores, dense) = py
+        .detach(|| frx_core::features::scores(&rv, pv.as_ref(), &cfg, w, k))
         .map_err(err)?;
-    Ok((spaces.into_pyarray(py), lists.into_pyarray(py)))
+    Ok((scores.into_pyarray(py), dense.into_pyarray(py)))
 }
 
-/// Exact dedup across batches.
+/// The dense feature names, in column order.
+#[pyfunction]
+fn feature_names() -> Vec<&'static str> {
+    frx_core::features::DENSE.to_vec()
+}
+
+/// The pattern step's rules by id: (name, label code, api, evidence template).
+#[pyfunction]
+fn judge_rules() -> Vec<(&'static str, u8, bool, &'static str)> {
+    frx_core::judge::RULES
+        .iter()
+        .map(|r| (r.name, r.label, r.api, r.template))
+        .collect()
+}
+
 #[pyclass(module = "frx._core")]
 #[derive(Default)]
 struct ExactIndex {
@@ -433,7 +464,8 @@ impl Judge {
         Ok(Judge { inner })
     }
 
-    /// -> (label uint8, api bool, confidence float32, evidence offsets int64, evidence bytes uint8)
+    /// -> (label uint8, api bool, confidence float32, rule id uint8, evidence offsets int64,
+    /// evidence bytes uint8)
     #[pyo3(signature = (data, offsets, valid=None))]
     fn judge<'py>(
         &self,
@@ -449,6 +481,7 @@ impl Judge {
             v.label.into_pyarray(py),
             v.api.into_pyarray(py),
             v.confidence.into_pyarray(py),
+            v.rule.into_pyarray(py),
             v.evidence_offsets.into_pyarray(py),
             v.evidence.into_pyarray(py),
         ))
@@ -574,9 +607,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalize, m)?)?;
     m.add_function(wrap_pyfunction!(exact_dedup, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(hashed_ngrams, m)?)?;
-    m.add_function(wrap_pyfunction!(hashed_scores, m)?)?;
-    m.add_function(wrap_pyfunction!(row_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(features, m)?)?;
+    m.add_function(wrap_pyfunction!(feature_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(feature_names, m)?)?;
+    m.add_function(wrap_pyfunction!(judge_rules, m)?)?;
     m.add_class::<ExactIndex>()?;
     m.add_class::<NearIndex>()?;
     m.add_class::<Matcher>()?;
