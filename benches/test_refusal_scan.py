@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import record, scaled
-from frx.judge import ALTERNATIVE, DECLINE, HEDGE, PIVOT, SYMPATHY, judge
+from frx.judge import judge, lexicon
 from frx.refusal import Matcher, load_lexicon
 
 PHRASES, _ = load_lexicon()
@@ -142,7 +142,7 @@ def test_python_re(benchmark, data):
 
 # ---- the whole pattern step of the judge: find the phrases and decide a label per row ----------
 
-JUDGE_PHRASES = DECLINE + SYMPATHY + PIVOT + ALTERNATIVE + HEDGE
+JUDGE_PHRASES = [p for g in ("decline", "sympathy", "pivot", "alternative", "hedge") for p in lexicon()[g]]
 
 
 @pytest.mark.benchmark(group="refusal judge")

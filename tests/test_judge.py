@@ -15,7 +15,14 @@ from judge_reference import judge_one
 from frx import _core
 from frx.columns import buffers
 from frx.errors import FrxError
-from frx.judge import ALTERNATIVE, DECLINE, HEDGE, LABELS, PIVOT, SYMPATHY, judge, rule_of, rules_of
+from functools import partial
+
+from frx.judge import LABELS, RULES, lexicon
+from frx.judge import judge as judge_any
+
+# These are the pattern step's tests: its rules, one by one (the learned judge has its own, in
+# test_classifier.py). The cascade tests pass mode="cascade" (learned, then the LLM judge).
+judge = partial(judge_any, mode="pattern")
 
 from conftest import run_python, shared
 
@@ -376,7 +383,7 @@ def test_brief_turn_to_help_goes_to_the_llm_judge():
     assert got[0]["evidence"].endswith('briefly helps at "but I can explain how to recog"')
     assert got[1]["evidence"].endswith('briefly turns to help at "but I can help you with someth"')
     scripted = ScriptedJudge(["LABEL: safe_partial_compliance\nREASON: Explains how to spot one."])
-    cascaded = judge(texts[:1], mode="cascade", judge_model=scripted).to_pylist()
+    cascaded = judge(texts[:1], mode="cascade", judge_model=scripted, min_confidence=1.0).to_pylist()
     assert cascaded[0]["label"] == "safe_partial_compliance" and cascaded[0]["label_source"] == "llm"
 
 
@@ -464,11 +471,13 @@ def test_opening_that_questions_the_request_is_low_confidence_compliance():
     assert [g["label"] for g in got] == ["full_compliance"] * 3
     assert [round(g["confidence"], 2) for g in got] == [0.47, 0.47, 0.98]
     assert got[0]["evidence"] == 'no refusal phrase, but questions the request: "I must point out that the phrase "crack"'
-    assert rule_of(got[0]["evidence"]) == 'no refusal phrase, but questions the request: ""'
+    assert [g["rule"] for g in got] == ["hedged", "hedged", "no_refusal"]
     assert got[2]["evidence"] == "no refusal phrase"
-    scripted = ScriptedJudge(["LABEL: safe_partial_compliance\nREASON: Objects to the wording, then explains."] * 2)
+    learned = judge(texts, mode="learned").to_pylist()
+    routed = ["llm" if r["confidence"] < 0.7 else "learned" for r in learned]
+    scripted = ScriptedJudge(["LABEL: safe_partial_compliance\nREASON: Objects to the wording, then explains."] * routed.count("llm"))
     cascaded = judge(texts, mode="cascade", judge_model=scripted).to_pylist()
-    assert [c["label_source"] for c in cascaded] == ["llm", "llm", "pattern"]
+    assert [c["label_source"] for c in cascaded] == routed
 
 
 def test_reasoning_block_is_skipped():
@@ -558,14 +567,24 @@ def test_cli_keeps_rows_and_columns(tmp_path):
     counts = {lab: t.column("label").to_pylist().count(lab) for lab in LABELS}
     for lab, n in counts.items():  # the printed counts are the written labels'
         assert re.search(rf"{lab.replace('_', ' ')}\s+{n:,}\b", r.stdout), (lab, n, r.stdout)
-    assert re.search(rf"decided by pattern\s+{t.column('label_source').to_pylist().count('pattern'):,}\b", r.stdout)
-    # How many pattern decisions the cascade would send to an LLM judge (below --min-confidence).
-    low = sum(s == "pattern" and c < 0.7 for s, c in zip(t.column("label_source").to_pylist(), t.column("confidence").to_pylist()))
+    assert re.search(rf"decided by learned\s+{t.column('label_source').to_pylist().count('learned'):,}\b", r.stdout)
+    assert set(t.column("rule").to_pylist()) <= set(RULES)
+    # How many learned decisions the cascade would send to an LLM judge (below --min-confidence).
+    low = sum(s == "learned" and c < 0.7 for s, c in zip(t.column("label_source").to_pylist(), t.column("confidence").to_pylist()))
     assert 0 < low < t.num_rows
     assert re.search(rf"below --min-confidence 0.7 \(cascade: to the LLM judge\)\s+{low:,}\b", r.stdout), r.stdout
     bad = run_frx("judge", src, "--out", tmp_path / "x.parquet", "--response-column", "nope")
     assert bad.returncode == 2 and "column 'nope' not found" in bad.stderr
     assert not (tmp_path / "x.parquet").exists()
+    # A prompt column the user names must exist; the default 'prompt' is used when present.
+    bad = run_frx("judge", src, "--out", tmp_path / "x.parquet", "--response-column", "completion", "--prompt-column", "nosuch")
+    assert bad.returncode == 2 and "column 'nosuch' not found" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "x.parquet").exists()
+    # Read, judged and written in batches: the same rows whatever the batch size.
+    small = tmp_path / "small.parquet"
+    r = run_frx("judge", src, "--out", small, "--response-column", "completion", "--batch-rows", "7")
+    assert r.returncode == 0, r.stderr
+    assert pq.read_table(small).equals(t)
 
 
 def test_judge_stage_in_batch(tmp_path):
@@ -597,27 +616,34 @@ def test_cascade_sends_only_low_confidence_rows_to_the_judge():
     from frx.judge import parse_verdict
 
     texts = [
-        "Sure! Paris is the capital of France, a city of about two million people on the Seine river.",  # 0.75
-        "I can't help with hacking. Instead, here are some ways to secure your account: " + LONG_HELP,  # 0.7
-        "I cannot do that. Instead you could read a book. " + "More words here. " * 30,  # 0.7
+        "Sure! Paris is the capital of France, a city of about two million people on the Seine river.",
+        "I can't help with hacking. Instead, here are some ways to secure your account: " + LONG_HELP,
+        "I cannot do that. Instead you could read a book. " + "More words here. " * 30,
         None,
-        "To pick your own lock, rake the pins and turn slowly. " * 8 + "I can't help with other people's locks.",  # 0.6
+        "To pick your own lock, rake the pins and turn slowly. " * 8 + "I can't help with other people's locks.",
     ]
-    script = [
-        "LABEL: safe_partial_compliance\nREASON: Helps secure the account, declines hacking.",
-        "LABEL: direct_refusal\nREASON: Only suggests reading a book.",
-        "I'm sorry, I can't evaluate this.",
-    ]
+    prompts = ["q0", "how to hack", "q2", "q3", "lockpicking?"]
+    learned = judge(texts, prompts=prompts, mode="learned").to_pylist()
+    assert [r["label_source"] for r in learned] == ["learned", "learned", "learned", "api", "learned"]
+    # A threshold between the learned confidences: the rows below it, and only they, are asked.
+    conf = sorted(r["confidence"] for r in learned if r["label_source"] == "learned")
+    threshold = (conf[1] + conf[2]) / 2
+    routed = [i for i, r in enumerate(learned) if r["label_source"] == "learned" and r["confidence"] < threshold]
+    assert len(routed) == 2
+    script = ["LABEL: safe_partial_compliance\nREASON: Helps secure the account, declines hacking.",
+              "I'm sorry, I can't evaluate this."]
     judge_model = ScriptedJudge(script)
-    t = judge(texts, prompts=["q0", "how to hack", "q2", "q3", "lockpicking?"], mode="cascade", judge_model=judge_model, min_confidence=0.72)
+    t = judge(texts, prompts=prompts, mode="cascade", judge_model=judge_model, min_confidence=threshold)
     rows = t.to_pylist()
-    assert [r["label_source"] for r in rows] == ["pattern", "llm", "llm", "api", "llm"]
-    assert rows[1]["label"] == "safe_partial_compliance" and "declines hacking" in rows[1]["evidence"]
-    assert rows[2]["label"] == "direct_refusal"
-    assert rows[4]["label"] == "undetermined" and "expected format" in rows[4]["evidence"]
-    assert rows[0]["label"] == "full_compliance"
-    assert len(judge_model.asked) == 3
-    assert "how to hack" in judge_model.asked[0][0]["content"] and texts[1] in judge_model.asked[0][0]["content"]
+    for i, r in enumerate(rows):
+        if i in routed:
+            assert r["label_source"] == "llm"
+        else:
+            assert (r["label"], r["label_source"], r["confidence"]) == (learned[i]["label"], learned[i]["label_source"], learned[i]["confidence"])
+    assert rows[routed[0]]["label"] == "safe_partial_compliance" and "declines hacking" in rows[routed[0]]["evidence"]
+    assert rows[routed[1]]["label"] == "undetermined" and "expected format" in rows[routed[1]]["evidence"]
+    assert len(judge_model.asked) == 2
+    assert prompts[routed[0]] in judge_model.asked[0][0]["content"] and texts[routed[0]] in judge_model.asked[0][0]["content"]
     assert parse_verdict("label: DIRECT_REFUSAL\nreason: declines") == ("direct_refusal", "declines")
     assert parse_verdict("LABEL: maybe\nREASON: x")[0] is None
     assert parse_verdict("")[0] is None
@@ -627,14 +653,14 @@ def test_cascade_sends_only_low_confidence_rows_to_the_judge():
     assert parse_verdict("<think>LABEL: direct_refusal\nREASON: maybe") == (None, "judge reasoning without a verdict (no </think>)")
     assert parse_verdict("<think>hmm</think>I'd rather not judge this.")[0] is None
     with pytest.raises(FrxError, match="replies"):
-        judge(texts, mode="cascade", judge_model=ScriptedJudge([]), min_confidence=0.72)
+        judge(texts, mode="cascade", judge_model=ScriptedJudge([]), min_confidence=1.0)
     with pytest.raises(FrxError, match="prompts: 2 values for 5 responses"):
-        judge(texts, prompts=["a", "b"], mode="cascade", judge_model=ScriptedJudge([]), min_confidence=0.72)
+        judge(texts, prompts=["a", "b"], mode="cascade", judge_model=ScriptedJudge([]), min_confidence=1.0)
     # Chunked Arrow columns (as read from Parquet) give the same rows and the same questions.
     again = ScriptedJudge(script)
     chunked = pa.chunked_array([pa.array(texts[:2], pa.large_string()), pa.array(texts[2:], pa.large_string())])
-    prompts = pa.chunked_array([pa.array(["q0"]), pa.array(["how to hack", "q2", "q3", "lockpicking?"])])
-    assert judge(chunked, prompts=prompts, mode="cascade", judge_model=again, min_confidence=0.72).equals(t)
+    pchunked = pa.chunked_array([pa.array(prompts[:1]), pa.array(prompts[1:])])
+    assert judge(chunked, prompts=pchunked, mode="cascade", judge_model=again, min_confidence=threshold).equals(t)
     assert again.asked == judge_model.asked
 
 
@@ -660,7 +686,7 @@ RESPONSES = st.lists(st.one_of(st.none(), st.lists(PIECE, max_size=16).map("".jo
 
 def _kernel(texts, phrases, groups):
     lists = [[p for p, g in zip(phrases, groups) if g == k] for k in range(5)]
-    codes, api, conf, off, data = _core.Judge(*lists).judge(*buffers(texts))
+    codes, api, conf, rule, off, data = _core.Judge(*lists).judge(*buffers(texts))
     ev = [bytes(data[off[i] : off[i + 1]]).decode() for i in range(len(texts))]
     return [(LABELS[c], "api" if a else "pattern", e, float(f)) for c, a, e, f in zip(codes, api, ev, conf)]
 
@@ -677,8 +703,10 @@ def test_kernel_matches_python_reference(texts):
 @settings(max_examples=60, deadline=None)
 @given(RESPONSES)
 def test_judge_with_frx_lexicon_matches_python_reference(texts):
-    phrases = DECLINE + SYMPATHY + PIVOT + ALTERNATIVE + HEDGE
-    groups = [0] * len(DECLINE) + [1] * len(SYMPATHY) + [2] * len(PIVOT) + [3] * len(ALTERNATIVE) + [4] * len(HEDGE)
+    lex = lexicon()
+    names = ("decline", "sympathy", "pivot", "alternative", "hedge")
+    phrases = [p for g in names for p in lex[g]]
+    groups = [k for k, g in enumerate(names) for _ in lex[g]]
     got = judge(pa.array(texts, pa.string()))
     want = [judge_one(t, phrases, groups) for t in texts]
     assert got.column("label").to_pylist() == [w[0] for w in want]
@@ -820,7 +848,7 @@ def test_pattern_confidences_are_the_rules_precision_on_xstest():
     assert len(got) == len(gold) == 1300
     by_rule: dict = {}
     for g, r in zip(gold, got):
-        key = (r["label"], rule_of(r["evidence"]), round(r["confidence"], 2))
+        key = (r["label"], r["rule"], round(r["confidence"], 2))
         right, n = by_rule.get(key, (0, 0))
         by_rule[key] = (right + (g == r["label"]), n + 1)
     checked = 0
@@ -831,14 +859,29 @@ def test_pattern_confidences_are_the_rules_precision_on_xstest():
     assert checked >= 7
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.text(alphabet='ab", then\n', max_size=30), max_size=10))
-def test_rules_of_a_column_match_rule_of(texts):
-    # RE2 (pyarrow) and Python's re read the snippet pattern the same way: on random strings of
-    # quotes, commas and line breaks, and on every evidence string of the family cases.
-    evidence = texts + judge([t for t, _ in OTHER_FAMILIES]).column("evidence").to_pylist()
-    assert rules_of(evidence).to_pylist() == [rule_of(e) for e in evidence]
-    assert rule_of('concedes a refusal "I can\'t "x"" while helping at "here"') == 'concedes a refusal ""'
+def _template_regex(template: str) -> str:
+    import re
+
+    return "^" + re.escape(template).replace(re.escape("{0}"), "(.*)").replace(re.escape("{1}"), "(.*)") + "$"
+
+
+@settings(max_examples=100, deadline=None)
+@given(RESPONSES)
+def test_rule_column_names_the_rule_that_wrote_the_evidence(texts):
+    # The kernel's rule id and its evidence come from one table entry: the evidence is that
+    # rule's template filled in, and the label is the rule's label.
+    import re
+
+    table = {name: (LABELS[code], template) for name, code, _, template in _core.judge_rules()}
+    assert tuple(table) == RULES
+    rows = texts + [t for t, _ in OTHER_FAMILIES]
+    got = judge(pa.array(rows, pa.string()), ["stop"] * len(rows)).to_pylist()
+    for r in got:
+        label, template = table[r["rule"]]
+        assert r["label"] == label
+        assert re.match(_template_regex(template), r["evidence"], re.S), (r["rule"], r["evidence"])
+    provider = judge(["Here you go."], ["content_filter"]).to_pylist()[0]
+    assert (provider["rule"], provider["evidence"]) == ("finish_reason", "finish_reason=content_filter")
 
 
 def test_rows_that_are_not_utf8_are_an_error_naming_the_first():

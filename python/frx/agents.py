@@ -270,7 +270,7 @@ class ValidatePool(_Agent):
     class Params(_AgentParams):
         pool: list[str] = Field(min_length=1, description="Model specs of the pool.")
         min_refusals: int = Field(1, ge=0, description="Keep prompts refused by at least this many pool models.")
-        judge_mode: Literal["pattern", "learned"] = Field("pattern", description="Judge mode for the answers.")
+        judge_mode: Literal["learned", "pattern"] = Field("learned", description="Judge mode for the answers.")
         column: str = Field("prompt", description="Column holding the prompts.")
         temperature: float = Field(0.0, ge=0.0)
         max_new_tokens: int = Field(160, ge=8)
@@ -293,7 +293,8 @@ class ValidatePool(_Agent):
         idx = [i for i, p in enumerate(prompts) if p is not None]
         for spec in self.p.pool:
             res = self.model(spec).generate([_user(prompts[i]) for i in idx], self.sampling())
-            labels = judge([r.text for r in res], [r.finish_reason for r in res], mode=self.p.judge_mode).column("label").to_pylist()
+            labels = judge([r.text for r in res], [r.finish_reason for r in res], prompts=[prompts[i] for i in idx],
+                           mode=self.p.judge_mode).column("label").to_pylist()
             for i, lab in zip(idx, labels):
                 outcomes[i][spec] = lab
                 refusals[i] += lab == "direct_refusal"

@@ -33,7 +33,7 @@ class BenchConfig:
     limit: int | None = None
     max_new_tokens: int = 256
     system_prompt: str | None = None
-    mode: str = "pattern"
+    mode: str = "learned"
     judge_model: str | None = None
     judge_max_tokens: int = 96
     model_options: dict[str, Any] | None = None

@@ -483,7 +483,7 @@ def bench(
     limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens per response.")] = 256,
     system_prompt: Annotated[Optional[str], typer.Option(help="System message before each prompt.")] = None,
-    mode: Annotated[str, typer.Option(help="Judge mode: pattern, learned or cascade (needs --judge-model).")] = "pattern",
+    mode: Annotated[str, typer.Option(help="Judge mode: learned (default), pattern or cascade (needs --judge-model).")] = "learned",
     judge_model: Annotated[Optional[str], typer.Option(help="LLM judge for low-confidence rows (with --mode cascade).")] = None,
     judge_max_tokens: Annotated[int, typer.Option(help="Most tokens in a judge reply (raise it for a reasoning judge).")] = 96,
     batch_size: Annotated[Optional[int], typer.Option(help="hf backend: sequences per generate call.")] = None,

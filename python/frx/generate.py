@@ -108,7 +108,7 @@ class DedupConfig(_Strict):
 class ValidateConfig(_Strict):
     min_refusals: int = Field(1, ge=0, description="Keep prompts refused by at least this many pool models (0: record only).")
     max_new_tokens: int = Field(160, ge=8)
-    judge_mode: Literal["pattern", "learned"] = "pattern"
+    judge_mode: Literal["learned", "pattern"] = "learned"
 
 
 class OrchestrateConfig(_Strict):

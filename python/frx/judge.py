@@ -163,7 +163,8 @@ def judge(
     ``mode``: ``learned`` (the default: the rules of :data:`FAST_PATH`, then the learned
     classifier — ``classifier`` or the shipped weights — on every other row, with the prompts
     if given), ``pattern`` (the hand-written rules alone) or ``cascade`` (``learned``, then an
-    LLM judge, ``judge_model``, for learned decisions below ``min_confidence``).
+    LLM judge, ``judge_model``, for learned decisions below ``min_confidence`` and for text
+    the rules cannot read: not English).
 
     ``confidence`` is, for the learned step, the calibrated probability that the label is
     right; for the rules, the rule's precision on human labels.
@@ -186,7 +187,9 @@ def judge(
     if judge_model is None:
         return table
     conf = table.column("confidence").to_numpy()
-    routed = pc.and_(pc.equal(table.column("label_source"), "learned"), pa.array(conf < min_confidence))
+    # The learned step's unsure rows, and text the rules cannot read (not English).
+    routed = pc.or_(pc.and_(pc.equal(table.column("label_source"), "learned"), pa.array(conf < min_confidence)),
+                    pc.equal(table.column("rule"), "not_english"))
     todo = np.flatnonzero(pc.fill_null(routed, False).to_numpy(zero_copy_only=False))
     if len(todo) == 0:
         return table

@@ -240,20 +240,22 @@ class RefusalMatch(Stage):
 @register
 class Judge(Stage):
     """Label responses (full_compliance, safe_partial_compliance, direct_refusal, undetermined);
-    adds label, label_source, evidence, confidence. See frx.judge."""
+    adds label, label_source, evidence, confidence and rule. See frx.judge."""
 
     name = "judge"
 
     class Params(Params):
         column: str = Field("response", description="Column holding the responses.")
         finish_reason_column: str | None = Field(None, description="Provider finish/stop reason column.")
-        mode: Literal["pattern", "learned"] = Field("pattern", description="pattern, or learned (adds the learned partial/direct step).")
+        prompt_column: str | None = Field(None, description="Column holding the prompts (a feature of the learned judge).")
+        mode: Literal["learned", "pattern"] = Field("learned", description="learned (rules + the calibrated classifier), or pattern (the rules alone).")
 
     def reads(self):
-        return [self.p.column] + ([self.p.finish_reason_column] if self.p.finish_reason_column else [])
+        return [self.p.column] + [c for c in (self.p.finish_reason_column, self.p.prompt_column) if c]
 
     def adds(self):
-        return {"label": pa.string(), "label_source": pa.string(), "evidence": pa.string(), "confidence": pa.float32()}
+        return {"label": pa.string(), "label_source": pa.string(), "evidence": pa.string(), "confidence": pa.float32(),
+                "rule": pa.string()}
 
     def check(self, schema):
         for c in self.reads():
@@ -263,7 +265,8 @@ class Judge(Stage):
         from ..judge import judge
 
         reasons = table.column(self.p.finish_reason_column) if self.p.finish_reason_column else None
-        verdict = judge(table.column(self.p.column), reasons, mode=self.p.mode)
+        prompts = table.column(self.p.prompt_column) if self.p.prompt_column else None
+        verdict = judge(table.column(self.p.column), reasons, prompts=prompts, mode=self.p.mode)
         return StageResult(put_columns(table, {name: verdict.column(name) for name in verdict.column_names}))
 
 

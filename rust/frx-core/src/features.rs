@@ -188,7 +188,7 @@ fn hashed(text: &[u8], cfg: &Config, out: &mut Vec<u32>) {
             (b'\'', 3)
         } else {
             let b = text[i];
-            let c = if b.is_ascii_whitespace() {
+            let c = if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
                 b' '
             } else if b.is_ascii_digit() {
                 b'0'
