@@ -80,10 +80,7 @@ impl Default for Config {
 impl Config {
     fn check(&self) -> Result<()> {
         if !(1..=31).contains(&self.bits) {
-            return crate::error::invalid(format!(
-                "bits must be in 1..=31, got {}",
-                self.bits
-            ));
+            return crate::error::invalid(format!("bits must be in 1..=31, got {}", self.bits));
         }
         Ok(())
     }
@@ -102,7 +99,10 @@ pub fn bucket(kind: u64, a: u64, b: u64, bits: u32) -> u32 {
 /// The bytes of a curly apostrophe (U+2018, U+2019) start with these two.
 #[inline]
 fn curly_apostrophe(text: &[u8], i: usize) -> bool {
-    text.len() > i + 2 && text[i] == 0xE2 && text[i + 1] == 0x80 && matches!(text[i + 2], 0x98 | 0x99)
+    text.len() > i + 2
+        && text[i] == 0xE2
+        && text[i + 1] == 0x80
+        && matches!(text[i + 2], 0x98 | 0x99)
 }
 
 #[inline]
@@ -277,9 +277,14 @@ fn dense(text: &[u8], prompt: Option<&[u8]>, cfg: &Config, out: &mut [f32]) {
         let want = content_words(p, 2000);
         if !want.is_empty() {
             let mut have = Vec::new();
-            tokens(text, 0, text.len().min(cfg.max_bytes), |_, _, h| have.push(h));
+            tokens(text, 0, text.len().min(cfg.max_bytes), |_, _, h| {
+                have.push(h)
+            });
             have.sort_unstable();
-            let found = want.iter().filter(|h| have.binary_search(h).is_ok()).count();
+            let found = want
+                .iter()
+                .filter(|h| have.binary_search(h).is_ok())
+                .count();
             out[3] = found as f32 / want.len() as f32;
         }
     }
@@ -507,7 +512,7 @@ mod tests {
         assert_eq!(a[0], 1.0); // list
         assert_eq!(a[2], 0.5); // two speaker labels
         assert_eq!(a[4], 0.0); // empty prompt
-        // prompt content words: what, capital, city, france; found: capital, france.
+                               // prompt content words: what, capital, city, france; found: capital, france.
         assert_eq!(b[3], 0.5);
         assert_eq!(b[4], 1.0);
         assert!(!speaker_label(b"Note that this is: y"));
@@ -530,7 +535,9 @@ mod tests {
             char_bytes: 10,
         };
         let k = 3;
-        let w: Vec<f32> = (0..(k << c.bits)).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w: Vec<f32> = (0..(k << c.bits))
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
         let (got, gd) = scores(&col.view(), None, &c, &w, k).unwrap();
         let (indptr, idx, dense) = features(&col.view(), None, &c).unwrap();
         assert_eq!(gd, dense);
