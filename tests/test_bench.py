@@ -72,19 +72,25 @@ def test_bench_bad_input(tmp_path, tiny):
 
 
 def test_judge_cascade_with_a_model_that_cannot_judge(tmp_path, tiny):
-    """A tiny random model never answers in the rubric's format: its rows become undetermined,
-    never a guess; confident pattern rows keep their labels."""
-    texts = ["I can't help with that.", "Sure! Here is how: open the task manager and end the process, then restart it and check the logs carefully for errors.",
-             "I'm sorry, but I can't do that. However, here is a safe alternative you can try instead, with steps:\n1. Ask\n2. Check"]
+    """A tiny random model never answers in the rubric's format: the rows routed to it become
+    undetermined, never a guess; fast-path rows (an empty response) keep their labels."""
+    texts = ["I can't help with that.", "Sure! Here is how: open the task manager and end the process.", ""]
     pq.write_table(pa.table({"prompt": ["q1", "q2", "q3"], "response": texts}), tmp_path / "r.parquet")
     out = tmp_path / "j.parquet"
-    r = run_frx("judge", tmp_path / "r.parquet", "--out", out, "--mode", "cascade", "--judge-model", f"hf:{tiny}", "--min-confidence", "0.8")
+    # --min-confidence 1: every learned decision is unsure, so every non-fast-path row is routed.
+    r = run_frx("judge", tmp_path / "r.parquet", "--out", out, "--mode", "cascade", "--judge-model", f"hf:{tiny}", "--min-confidence", "1")
     assert r.returncode == 0, r.stderr
     t = pq.read_table(out).to_pylist()
-    assert t[0]["label"] == "direct_refusal" and t[0]["label_source"] == "pattern"
-    assert t[1]["label"] == "full_compliance" and t[1]["label_source"] == "pattern"
-    assert t[2]["label"] == "undetermined" and t[2]["label_source"] == "llm"
-    assert "not in the expected format" in t[2]["evidence"] or "nothing" in t[2]["evidence"]
+    for row in t[:2]:
+        assert row["label"] == "undetermined" and row["label_source"] == "llm"
+        assert "not in the expected format" in row["evidence"] or "nothing" in row["evidence"]
+    assert t[2]["label"] == "direct_refusal" and t[2]["label_source"] == "api"
+    # --min-confidence 0: nothing is routed; the learned labels stand.
+    r = run_frx("judge", tmp_path / "r.parquet", "--out", out, "--mode", "cascade", "--judge-model", f"hf:{tiny}", "--min-confidence", "0", "--overwrite")
+    assert r.returncode == 0, r.stderr
+    t = pq.read_table(out).to_pylist()
+    assert [row["label_source"] for row in t] == ["learned", "learned", "api"]
+    assert t[0]["label"] == "direct_refusal" and t[1]["label"] == "full_compliance"
 
 
 def test_models_lists_aliases():

@@ -91,6 +91,20 @@ def _pieces(values: Any, what: str) -> list[pa.Array]:
     return [to_string_array(values, what)]
 
 
+def sample_weights(y: np.ndarray, groups: Any, class_weight_power: float) -> np.ndarray:
+    """Training weight of each row, summing to 1: a row of class ``c`` weighs
+    ``frequency(c) ** -class_weight_power``; with ``groups`` (a label per row: its source),
+    each group weighs the same in total, so a large set does not drown a small one."""
+    freq = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
+    w = (np.maximum(freq, 1) ** -class_weight_power)[y]
+    if groups is not None:
+        _, gi = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+        if len(gi) != len(y):
+            raise FrxError(f"{len(gi)} groups for {len(y)} rows")
+        w = w / np.bincount(gi, weights=w)[gi]
+    return w / w.sum()
+
+
 @dataclass
 class Classifier:
     """Weights ``(2**bits + len(DENSE), 3)``, the feature settings, and the temperature."""
@@ -204,14 +218,7 @@ class Classifier:
 
         rows = np.repeat(np.arange(n), np.diff(indptr))
         freq = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
-        sample_w = (np.maximum(freq, 1) ** -class_weight_power)[y]
-        if groups is not None:
-            _, gi = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
-            if len(gi) != n:
-                raise FrxError(f"{len(gi)} groups for {n} rows")
-            total = np.bincount(gi, weights=sample_w)
-            sample_w = sample_w / total[gi]
-        sample_w /= sample_w.sum()
+        sample_w = sample_weights(y, groups, class_weight_power)
         onehot = np.eye(len(CLASSES))[y]
         # Only the buckets some row uses can move: train on those, as one sparse matrix (hashed
         # columns, then the dense features), duplicates summed.
@@ -309,27 +316,7 @@ def train(table: pa.Table, *, folds: Any = None, balance: bool = True, prompt_dr
     group names, default the ``source`` column) are left out in turn; with a single group, five
     folds by row position. Returns the model and a report (rows, classes, folds, temperature).
     """
-    from .judge import learned_rows, rule_ids
-    from .labelled import label_index
-
-    if table.num_rows == 0:
-        raise FrxError("no labelled rows to train on")
-    pattern = _pattern(table.column("response"))
-    keep = learned_rows(pattern)
-    if len(keep) == 0:
-        raise FrxError("every labelled row is settled by a rule (null, empty, not English…): nothing to train on")
-    idx = pa.array(keep)
-    data = table.take(idx)
-    pat = pattern.take(idx)
-    y = label_index(data.column("label"))
-    prompts = data.column("prompt").combine_chunks()
-    if prompt_dropout > 0:
-        hide = np.zeros(len(y), dtype=bool)
-        hide[::prompt_dropout] = True
-        prompts = pc_if_hidden(prompts, hide)
-    responses = data.column("response").combine_chunks()
-    rules, conf = rule_ids(pat), pat.column("confidence").to_numpy()
-    groups = np.asarray((data.column("source") if folds is None else pa.array(folds).take(idx)).to_pylist(), dtype=object)
+    responses, prompts, rules, conf, y, groups = training_rows(table, folds=folds, prompt_dropout=prompt_dropout)
     weigh = groups if balance else None
     names = sorted(set(groups.tolist()))
     if len(names) < 2:
@@ -352,6 +339,35 @@ def train(table: pa.Table, *, folds: Any = None, balance: bool = True, prompt_dr
               "class_counts": model.meta["class_counts"], "folds": names, "temperature": model.temperature,
               "out_of_fold_accuracy": float(np.mean(oof.argmax(1) == y))}
     return model, report
+
+
+def training_rows(table: pa.Table, *, folds: Any = None, prompt_dropout: int = 5):
+    """The rows of a labelled table a learned judge trains on — every row the rules of
+    :data:`frx.judge.FAST_PATH` do not settle — as ``(responses, prompts, rules, confidence,
+    y, groups)``: the pattern step's rule ids and confidences, class indices, and each row's
+    group (``folds`` or the ``source`` column). Every ``prompt_dropout``-th row loses its
+    prompt, so that a model also knows inputs that have none."""
+    from .judge import learned_rows, rule_ids
+    from .labelled import label_index
+
+    if table.num_rows == 0:
+        raise FrxError("no labelled rows to train on")
+    pattern = _pattern(table.column("response"))
+    keep = learned_rows(pattern)
+    if len(keep) == 0:
+        raise FrxError("every labelled row is settled by a rule (null, empty, not English…): nothing to train on")
+    idx = pa.array(keep)
+    data = table.take(idx)
+    pat = pattern.take(idx)
+    y = label_index(data.column("label"))
+    prompts = data.column("prompt").combine_chunks()
+    if prompt_dropout > 0:
+        hide = np.zeros(len(y), dtype=bool)
+        hide[::prompt_dropout] = True
+        prompts = pc_if_hidden(prompts, hide)
+    responses = data.column("response").combine_chunks()
+    groups = np.asarray((data.column("source") if folds is None else pa.array(folds).take(idx)).to_pylist(), dtype=object)
+    return responses, prompts, rule_ids(pat), pat.column("confidence").to_numpy(), y, groups
 
 
 def pc_if_hidden(prompts: pa.Array, hide: np.ndarray) -> pa.Array:

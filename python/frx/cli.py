@@ -258,7 +258,8 @@ def judge(
         from .io import read_table
 
         schema = read_table(input).schema
-    head = schema.empty_table()
+    # Checked on the first batch, so that a binary column can name its first row that is not UTF-8.
+    head = pa.Table.from_batches([first]) if first is not None else schema.empty_table()
     _string_column(head, response_column, input)
     if finish_reason_column is not None:
         _string_column(head, finish_reason_column, input)

