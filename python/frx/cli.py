@@ -196,14 +196,26 @@ def refusal(
 
 _MODE_HELP = ("learned (default): rules for null, empty, unfinished-reasoning, provider-refused and non-English rows, a calibrated "
               "classifier for every other row; pattern: the hand-written rules alone; cascade: learned, then an LLM judge for rows "
-              "below --min-confidence.")
+              "below --min-confidence; encoder: learned with a fine-tuned encoder (--classifier DIR from frx judge-train --encoder).")
 
 
-def _load_classifier(path: Optional[Path]) -> Any:
+def _load_classifier(path: Optional[Path], mode: str = "learned") -> Any:
+    """The weights of the learned step: an ``.npz`` of the fast tier, or (mode encoder) the
+    directory of a fine-tuned encoder."""
+    if mode == "encoder":
+        if path is None:
+            raise FrxError("--mode encoder needs --classifier DIR (an encoder judge from frx judge-train --encoder)")
+        if not path.is_dir():
+            raise FrxError(f"--mode encoder: {path} is not a directory (an encoder judge from frx judge-train --encoder)")
+        from .judge_encoder import EncoderJudge
+
+        return EncoderJudge.load(path)
     if path is None:
         return None
     from .classifier import Classifier
 
+    if path.is_dir():
+        raise FrxError(f"classifier {path} is a directory: an encoder judge is used with --mode encoder")
     if not path.is_file():
         raise FrxError(f"classifier {path} does not exist")
     return Classifier.load(path)
@@ -220,7 +232,7 @@ def judge(
         Optional[str], typer.Option(help="Column with the provider's finish/stop reason (content_filter → refusal).")
     ] = None,
     mode: Annotated[str, typer.Option(help=_MODE_HELP)] = "learned",
-    classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned judge (from `frx judge-train`); default: the shipped ones.")] = None,
+    classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned judge (an .npz from `frx judge-train`; default: the shipped ones), or with --mode encoder the directory from `frx judge-train --encoder`.")] = None,
     judge_model: Annotated[Optional[str], typer.Option(help="Model for cascade mode, e.g. smollm2-135m, hf:PATH, vllm:MODEL, openai:MODEL@URL.")] = None,
     min_confidence: Annotated[float, typer.Option(help="Cascade mode: learned decisions below this confidence (the calibrated probability that the label is right) go to the LLM judge.")] = 0.7,
     judge_max_tokens: Annotated[int, typer.Option(help="Cascade mode: most tokens in a judge reply (raise it for a reasoning judge that thinks before its verdict).")] = 96,
@@ -250,7 +262,7 @@ def judge(
         raise FrxError(f"--batch-rows must be at least 1, got {batch_rows}")
     if not 0.0 <= min_confidence <= 1.0:
         raise FrxError(f"--min-confidence must be in [0, 1], got {min_confidence}")
-    clf = _load_classifier(classifier)
+    clf = _load_classifier(classifier, mode)
     batches = iter_batches(input, batch_rows=batch_rows)
     first = next(batches, None)
     schema = first.schema if first is not None else None
@@ -305,7 +317,7 @@ def judge(
         sink.close(None if total else _judged_schema(schema))
     _summary(f"frx judge → {out}", [("rows", total)]
              + [(k.replace("_", " "), labels.get(k, 0)) for k in LABELS]
-             + [(f"decided by {k}", sources[k]) for k in ("api", "pattern", "learned", "llm") if sources.get(k)]
+             + [(f"decided by {k}", sources[k]) for k in ("api", "pattern", "learned", "encoder", "llm") if sources.get(k)]
              + ([(f"learned below --min-confidence {min_confidence:g} (cascade: to the LLM judge)", doubtful)]
                 if mode == "learned" else []))
 
@@ -348,7 +360,7 @@ _LABEL_MAP_HELP = ("How the file's labels map to frx's classes: auto (default), 
 @user_errors
 def judge_train(
     inputs: Annotated[list[Path], typer.Argument(help="Labelled responses (Parquet, JSONL, JSON or CSV).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file with the classifier weights.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output: an .npz file with the classifier weights, or with --encoder a new directory.")],
     label_map: Annotated[list[str], typer.Option("--label-map", help=_LABEL_MAP_HELP)] = [],  # noqa: B006
     group: Annotated[list[str], typer.Option("--group", help="Group (e.g. model family) of each file, once per file: groups weigh the same in training and are left out in turn to calibrate. Default: each file its own group.")] = [],  # noqa: B006
     response_column: Annotated[Optional[str], typer.Option(help="Column holding the responses (default: response or completion).")] = None,
@@ -356,14 +368,21 @@ def judge_train(
     prompt_column: Annotated[Optional[str], typer.Option(help="Column with the prompts (default: prompt, if there is one).")] = None,
     l2: Annotated[float, typer.Option(help="L2 penalty on the hashed n-gram weights.")] = 1e-4,
     steps: Annotated[int, typer.Option(help="Full-batch optimiser steps.")] = 300,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    encoder: Annotated[bool, typer.Option("--encoder", help="Fine-tune a transformer encoder (the encoder tier) instead of the fast tier; on the GPU when there is one.")] = False,
+    base: Annotated[str, typer.Option(help="--encoder: the encoder to fine-tune: minilm (offline all-MiniLM-L6-v2) or a local model directory.")] = "minilm",
+    epochs: Annotated[int, typer.Option(help="--encoder: passes over the training rows.")] = 2,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
 ) -> None:
-    """Train the learned judge (hashed n-grams, the pattern step's rule, structure and prompt overlap → 3 classes) on human labels, and calibrate it.
+    """Train the learned judge on human labels, and calibrate it: the fast tier (hashed n-grams, the pattern step's rule, structure and prompt overlap → 3 classes) or, with --encoder, a fine-tuned encoder.
 
-    Every row the rules do not settle is a training row. The temperature that makes confidence a probability is fitted on out-of-fold predictions, each group left out in turn. Deterministic: the same inputs give a byte-identical file. Use it with `frx judge --classifier FILE`; docs/judge.md gives the command that builds the shipped weights.
+    Every row the rules do not settle is a training row. The fast tier's temperature (which makes confidence a probability) is fitted on out-of-fold predictions, each group left out in turn; the encoder's on every 8th row, held out of its training. The fast tier is deterministic: the same inputs give a byte-identical file. Use it with `frx judge --classifier FILE` (an encoder: `--mode encoder --classifier DIR`); docs/judge.md gives the command that builds the shipped weights.
     """
-    from .classifier import train
     from .io import check_output
+
+    if encoder:
+        _train_encoder(inputs, out, label_map, group, response_column, label_column, prompt_column, base, epochs, overwrite)
+        return
+    from .classifier import train
 
     check_output(out, overwrite=overwrite, inputs=tuple(inputs), suffixes=(".npz",))
     if steps < 1 or l2 < 0:
@@ -384,6 +403,47 @@ def judge_train(
                 ("out-of-fold 3-way accuracy", f"{report['out_of_fold_accuracy']:.3f}")])
 
 
+def _train_encoder(inputs: list[Path], out: Path, label_map: list[str], group: list[str], response_column: Optional[str],
+                   label_column: Optional[str], prompt_column: Optional[str], base: str, epochs: int, overwrite: bool) -> None:
+    """``frx judge-train --encoder``: fine-tune into a temporary directory beside ``out``, then
+    rename it, so a crash leaves no half-written model."""
+    import shutil
+    import tempfile
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .judge_encoder import train_encoder
+
+    if out.exists() and not overwrite:
+        raise FrxError(f"output {out} already exists (use --overwrite to replace it)")
+    if out.exists() and not out.is_dir():
+        raise FrxError(f"output {out} is a file: --encoder writes a directory")
+    if epochs < 1:
+        raise FrxError(f"--epochs must be at least 1, got {epochs}")
+    data = _labelled_inputs(inputs, label_map, group, response_column, label_column, prompt_column)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with Progress(TextColumn("fine-tuning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                      transient=True, disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("train", total=None)
+            model, report = train_encoder(data, base=base, epochs=epochs,
+                                          progress=lambda done, total: bar.update(task, completed=done, total=total))
+        model.save(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _summary(f"frx judge-train --encoder → {out}", [("rows", report["rows"]), ("trained on", report["trained_on"]),
+                                                    ("held out to calibrate", report["calibration_rows"]),
+                                                    ("left to the rules (null, empty, not English…)", report["left_to_rules"]),
+                                                    ("device", report["device"]), ("steps", report["steps"]),
+                                                    ("loss, first → last 50 steps", f"{report['loss_first_50']:.3f} → {report['loss_last_50']:.3f}"),
+                                                    ("temperature", f"{report['temperature']:.3f}"),
+                                                    ("held-out 3-way accuracy", f"{report['calibration_accuracy']:.3f}")])
+
+
 @app.command("judge-eval")
 @user_errors
 def judge_eval(
@@ -392,8 +452,8 @@ def judge_eval(
     response_column: Annotated[Optional[str], typer.Option(help="Column holding the responses (default: response or completion).")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Column with the human label (default: label, final_label or tone).")] = None,
     prompt_column: Annotated[Optional[str], typer.Option(help="Column with the prompts (default: prompt, if there is one).")] = None,
-    mode: Annotated[str, typer.Option(help="Judge mode to score: learned (default) or pattern.")] = "learned",
-    classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned judge; default: the shipped ones.")] = None,
+    mode: Annotated[str, typer.Option(help="Judge mode to score: learned (default), pattern, or encoder (with --classifier DIR).")] = "learned",
+    classifier: Annotated[Optional[Path], typer.Option(help="Weights for the learned judge (.npz; default: the shipped ones), or an encoder judge directory with --mode encoder.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full scores (per label, reliability) as JSON here.")] = None,
 ) -> None:
     """Score the judge against your human labels: binary and 3-way accuracy, macro-F1, per label, calibration (ECE, reliability), with 95% intervals, next to a prefix-list and a substring-list baseline.
@@ -405,9 +465,9 @@ def judge_eval(
     from .judge import judge as run_judge
     from .judge_eval import markdown_table, prefix_baseline, scores, substring_baseline
 
-    if mode not in ("learned", "pattern"):
-        raise FrxError(f"--mode must be learned or pattern, got {mode!r}")
-    clf = _load_classifier(classifier)
+    if mode not in ("learned", "pattern", "encoder"):
+        raise FrxError(f"--mode must be learned, pattern or encoder, got {mode!r}")
+    clf = _load_classifier(classifier, mode)
     data = _labelled_inputs(inputs, label_map, [], response_column, label_column, prompt_column)
     rows, full = [], {}
     names = sorted(set(data.column("source").to_pylist()), key=data.column("source").to_pylist().index)

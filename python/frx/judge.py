@@ -66,7 +66,7 @@ LABELS = ("full_compliance", "safe_partial_compliance", "direct_refusal", "undet
 _CODE = {label: i for i, label in enumerate(LABELS)}
 _LABEL_ARRAY = pa.array(LABELS, pa.string())
 _SOURCE_ARRAY = pa.array(["pattern", "api"], pa.string())
-MODES = ("learned", "pattern", "cascade")  # the first is the default
+MODES = ("learned", "pattern", "cascade", "encoder")  # the first is the default
 # The pattern step's rules by id (frx_core::judge::RULES): stable names, the `rule` column.
 RULES = tuple(r[0] for r in _core.judge_rules())
 _RULE_ARRAY = pa.array(RULES, pa.string())
@@ -182,8 +182,10 @@ def judge(
         prompts = prompts if isinstance(prompts, (pa.Array, pa.ChunkedArray)) else to_string_array(prompts, "prompts")
         if len(prompts) != table.num_rows:
             raise FrxError(f"prompts: {len(prompts)} values for {table.num_rows} responses")
-    if mode in ("learned", "cascade"):
-        table = _judge_learned(responses, prompts, table, classifier)
+    if mode == "encoder" and classifier is None:
+        raise FrxError("mode 'encoder' needs an encoder judge (--encoder DIR, from frx judge-train --encoder)")
+    if mode in ("learned", "cascade", "encoder"):
+        table = _judge_learned(responses, prompts, table, classifier, "encoder" if mode == "encoder" else "learned")
     if judge_model is None:
         return table
     conf = table.column("confidence").to_numpy()
@@ -251,16 +253,23 @@ def learned_rows(table: pa.Table) -> np.ndarray:
     return np.flatnonzero(~np.isin(rule_ids(table), _FAST_IDS))
 
 
-_NOTES = pa.array([f"learned: p={k / 100:.2f}; pattern: " for k in range(101)], pa.string())
+_NOTES = {src: pa.array([f"{src}: p={k / 100:.2f}; pattern: " for k in range(101)], pa.string())
+          for src in ("learned", "encoder")}
 _CLASS_ARRAY = pa.array(["full_compliance", "safe_partial_compliance", "direct_refusal"], pa.string())
 
 
-def _judge_learned(responses: Any, prompts: Any, table: pa.Table, classifier: Any) -> pa.Table:
-    """The learned step on :func:`learned_rows`."""
+def _judge_learned(responses: Any, prompts: Any, table: pa.Table, classifier: Any, source: str = "learned") -> pa.Table:
+    """The learned step (the fast tier, or with ``source="encoder"`` the encoder tier) on
+    :func:`learned_rows`."""
     from .classifier import Classifier, default_classifier
 
     clf = default_classifier() if classifier is None else classifier
-    if not isinstance(clf, Classifier):
+    if source == "encoder":
+        from .judge_encoder import EncoderJudge
+
+        if not isinstance(clf, EncoderJudge):
+            raise FrxError(f"mode 'encoder' needs a frx.judge_encoder.EncoderJudge, got {type(clf).__name__}")
+    elif not isinstance(clf, Classifier):
         raise FrxError(f"classifier must be a frx.classifier.Classifier, got {type(clf).__name__}")
     todo = learned_rows(table)
     if len(todo) == 0:
@@ -269,13 +278,14 @@ def _judge_learned(responses: Any, prompts: Any, table: pa.Table, classifier: An
     judged = table if every else table.filter(_mask(table.num_rows, todo))
     resp = responses if every else _rows(responses, todo, "responses")
     asked = None if prompts is None else (prompts if every else _rows(prompts, todo, "prompts"))
-    proba = clf.proba(resp, asked, rule_ids(judged), judged.column("confidence").to_numpy())
+    proba = (clf.proba(resp, asked) if source == "encoder"
+             else clf.proba(resp, asked, rule_ids(judged), judged.column("confidence").to_numpy()))
     pick = proba.argmax(axis=1)
     p = proba[np.arange(len(todo)), pick].astype(np.float32)
     labels = _CLASS_ARRAY.take(pa.array(pick.astype(np.int32)))
-    note = _NOTES.take(pa.array(np.rint(p * 100).astype(np.int32)))
+    note = _NOTES[source].take(pa.array(np.rint(p * 100).astype(np.int32)))
     evidence = pc.binary_join_element_wise(note, judged.column("evidence").combine_chunks(), "")
-    return _relabel(table, todo, labels, "learned", evidence, p)
+    return _relabel(table, todo, labels, source, evidence, p)
 
 
 def _judge_patterns(responses: Any, finish_reasons: Any = None) -> pa.Table:

@@ -3,7 +3,7 @@ all-MiniLM-L6-v2) fine-tuned as a three-class refusal classifier on the same lab
 as the fast tier (:func:`frx.classifier.training_rows`).
 
 It reads the prompt and the opening of the response as one pair (``[CLS] prompt [SEP]
-response [SEP]``, cut to ``max_tokens``: the response's end is dropped first), and is trained
+response [SEP]``, cut to ``max_tokens`` from the end of the longer of the two), and is trained
 with the fast tier's weighting (classes by ``frequency ** -0.5``, each source the same total
 weight). Its temperature is fitted on a held-out slice of the training rows (every
 ``calibration_every``-th row, never trained on), so ``confidence`` is again the calibrated
@@ -32,7 +32,7 @@ from .columns import to_string_array
 from .errors import FrxError
 
 META = "frx_encoder.json"
-DEFAULTS = {"base": "minilm", "epochs": 3, "batch_size": 16, "lr": 5e-5, "max_tokens": 160, "seed": 0,
+DEFAULTS = {"base": "minilm", "epochs": 2, "batch_size": 16, "lr": 5e-5, "max_tokens": 128, "seed": 0,
             "calibration_every": 8, "class_weight_power": 0.5}
 
 
@@ -43,6 +43,7 @@ def _torch():
     except ImportError:
         raise FrxError("the encoder judge needs torch and transformers: pip install 'frx-engine[train]'") from None
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     return torch, transformers
 
 
@@ -66,7 +67,7 @@ class EncoderJudge:
 
     def _encode(self, prompts: list[str | None], responses: list[str]):
         first = [p or "" for p in prompts]
-        return self.tokenizer(first, responses, truncation="only_second", max_length=self.max_tokens, padding=True,
+        return self.tokenizer(first, responses, truncation="longest_first", max_length=self.max_tokens, padding=True,
                               return_tensors="pt")
 
     def logits(self, responses: Any, prompts: Any = None, *, batch_size: int = 64,
