@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -397,3 +398,33 @@ def test_worker_processes_give_identical_results_and_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads((run / "stats.json").read_text())["shards_computed_this_invocation"] == N // SHARD - 4
     assert read_run(run).equals(one)
+
+
+def test_outputs_honour_the_umask_and_the_lock_goes_when_the_run_ends(job):
+    """Files a team shares: a run's Parquet files get 0666 less the umask (not mkstemp's 0600),
+    and a finished run leaves no .lock behind."""
+    d, _, cfg = job
+    r = subprocess.run(["bash", "-c", f"umask 022 && exec {sys.executable} -m frx batch {cfg} -q"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    run = d / "runs" / "demo"
+    parts = list((run / "data").glob("*.parquet"))
+    assert parts and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in parts)
+    assert not (run / ".lock").exists()
+    # A second run of the finished pipeline takes and releases the lock again.
+    assert run_frx("batch", cfg).returncode == 0
+    assert not (run / ".lock").exists()
+
+
+def test_temp_beside_modes(tmp_path):
+    from frx.io import temp_beside, write_parquet
+
+    old = os.umask(0o027)
+    try:
+        f = temp_beside(tmp_path / "x.parquet")
+        dd = temp_beside(tmp_path / "model", directory=True)
+        write_parquet(pa.table({"a": [1]}), tmp_path / "w.parquet")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(f.stat().st_mode) == 0o640 and stat.S_IMODE(dd.stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "w.parquet").stat().st_mode) == 0o640
+    assert f.name.startswith(".x.parquet.") and f.parent == tmp_path

@@ -408,10 +408,10 @@ def _train_encoder(inputs: list[Path], out: Path, label_map: list[str], group: l
     """``frx judge-train --encoder``: fine-tune into a temporary directory beside ``out``, then
     rename it, so a crash leaves no half-written model."""
     import shutil
-    import tempfile
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from .io import temp_beside
     from .judge_encoder import train_encoder
 
     if out.exists() and not overwrite:
@@ -422,7 +422,7 @@ def _train_encoder(inputs: list[Path], out: Path, label_map: list[str], group: l
         raise FrxError(f"--epochs must be at least 1, got {epochs}")
     data = _labelled_inputs(inputs, label_map, group, response_column, label_column, prompt_column)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temp_beside(out, directory=True)
     try:
         with Progress(TextColumn("fine-tuning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                       transient=True, disable=not sys.stderr.isatty()) as bar:

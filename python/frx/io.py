@@ -101,13 +101,43 @@ def check_output(
     return out
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc; elsewhere set and reset)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_beside(path: str | Path, *, directory: bool = False) -> Path:
+    """A new temporary file (or directory) beside ``path``, to be renamed onto it when complete.
+    Unlike :func:`tempfile.mkstemp` (always 0600) it gets the permissions any tool gives a new
+    file under the user's umask (0666 or 0777 less the umask), so that teammates can read the
+    outputs on shared storage exactly as with files the user writes themselves."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+        tmp = Path(name)
+    return tmp
+
+
 def write_parquet(table: pa.Table, path: str | Path) -> None:
     """Write ``table`` as zstd Parquet to a temporary file beside ``path``, then rename it, so a
     crash never leaves a half-written file under the final name."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+    tmp = temp_beside(out)
     try:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, out)
@@ -153,10 +183,7 @@ class ParquetSink:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temp_beside(self.path)
         self._writer: pq.ParquetWriter | None = None
         self.rows = 0
 

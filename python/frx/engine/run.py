@@ -5,7 +5,7 @@ Run directory::
     RUN/config.json      the resolved config          RUN/manifest.json  finished shards + hash
     RUN/data/part-NNNNN.parquet   one result per shard  RUN/state/...      cross-shard stage state
     RUN/stats.json       rows in/out, drops, seconds  RUN/_SUCCESS       written when all are done
-    RUN/.lock            held while a process runs
+    RUN/.lock            exists (holding its pid) while a process runs the pipeline
 
 A shard is finished when its entry is in the manifest. Its files are written first (state, then
 data, each to a temporary name and renamed), the manifest last, so a crash at any point loses at
@@ -114,12 +114,23 @@ class RunDir:
             other = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise FrxError(f"run directory {self.path} is in use by another frx batch (pid {other})") from None
+        # A run that just ended removed the file we opened: lock the one now at the path instead.
+        try:
+            same = os.stat(self.path / ".lock").st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            return self.create_and_lock()
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
 
     def unlock(self) -> None:
+        """Release the run directory: the ``.lock`` file goes (removed while still locked, so
+        no other process can take a file that is about to vanish), then the lock."""
         if self._lock_fd is not None:
+            (self.path / ".lock").unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import FrxError
+from ..io import temp_beside
 from .base import Model
 from .cache import ResponseCache
 
@@ -93,7 +93,7 @@ def smollm2_dir() -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=out.parent))
+    tmp = temp_beside(out, directory=True)
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
