@@ -128,6 +128,7 @@ def bad_cases(tmp_path, path):
     (tmp_path / "broken.parquet").write_bytes(b"not parquet at all")
     pq.write_table(pa.table({"prompt": [1, 2]}), tmp_path / "ints.parquet")
     (tmp_path / "latin1.csv").write_bytes("prompt,response\nq,fine\nr,caf\u00e9 is open\n".encode("latin-1"))
+    pq.write_table(pa.table({"label": ["full_compliance", "direct_refusal"]}), tmp_path / "judged.parquet")
     out = tmp_path / "out.parquet"
     return [
         (["dedup", tmp_path / "missing.parquet", "--out", out], "not found"),
@@ -147,6 +148,12 @@ def bad_cases(tmp_path, path):
         (["refusal", path, "--out", out, "--column", "prompt", "--lexicon", tmp_path / "nolex.txt"], "not found"),
         (["refusal", path, "--out", out, "--column", "missing"], "not found"),
         (["graph", tmp_path / "ints.parquet", "--out", out], "column 'src' not found"),
+        # A column named on the command line must exist, in every command: never a silent default.
+        (["judge", path, "--out", out, "--response-column", "prompt", "--prompt-column", "nosuch"], "column 'nosuch' not found"),
+        (["metrics", tmp_path / "judged.parquet", "--out", tmp_path / "m", "--prompt-label-column", "nosuch"], "column 'nosuch' not found"),
+        (["metrics", tmp_path / "judged.parquet", "--out", tmp_path / "m", "--model-column", "nosuch"], "column 'nosuch' not found"),
+        (["bench", "--model", "smollm2-135m", "--prompts", path, "--out", tmp_path / "b", "--label-column", "nosuch"], "column 'nosuch' not found"),
+        (["bench", "--model", "smollm2-135m", "--prompts", path, "--out", tmp_path / "b", "--category-column", "nosuch"], "column 'nosuch' not found"),
     ]
 
 
@@ -161,6 +168,7 @@ def test_bad_inputs(prompts, tmp_path):
         assert words in lines[0], (args, lines[0])
         assert "Traceback" not in r.stderr
         assert not (tmp_path / "out.parquet").exists(), args
+        assert not (tmp_path / "m").exists() and not (tmp_path / "b").exists(), args
     assert digest(path) == before
     assert (tmp_path / "exists.parquet").read_bytes() == b"keep me"
     assert not list(tmp_path.glob(".*.tmp"))

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from frx.errors import FrxError
-from frx.metrics import compute_metrics, wilson
+from frx.metrics import compute_metrics, notes, wilson
 
 from conftest import run_frx, shared
 
@@ -75,3 +75,24 @@ def test_cli_writes_every_artifact(tmp_path):
     assert set(m.column("metric").to_pylist()) == {"compliance_rate", "usr_benign", "refusal_rate", "usr_toxic"}
     again = run_frx("metrics", judged, "--out", out)
     assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_no_prompt_label_column_is_said_in_the_output_and_the_report(tmp_path):
+    judged = tmp_path / "judged.parquet"
+    pq.write_table(pa.table({"label": ["full_compliance", "direct_refusal", "safe_partial_compliance"]}), judged)
+    out = tmp_path / "report"
+    r = run_frx("metrics", judged, "--out", out)
+    assert r.returncode == 0, r.stderr
+    said = "all 3 rows counted as benign: no prompt-label column"
+    assert said in r.stdout and said in (out / "metrics.md").read_text() and said in (out / "report.html").read_text()
+    assert "one model: no model column" in r.stdout
+    assert notes(pq.read_table(out / "metrics.parquet"))["all_benign"] is True
+    # Every metric is defined with its denominator, in both reports.
+    for text in ((out / "metrics.md").read_text(), (out / "report.html").read_text()):
+        assert "n benign" in text and "n toxic" in text and "undetermined" in text
+    # With a label column, nothing is assumed.
+    pq.write_table(pa.table({"label": ["full_compliance", "direct_refusal"], "label_prompt": ["benign", "toxic"],
+                             "model": ["m", "m"]}), judged)
+    r = run_frx("metrics", judged, "--out", out, "--overwrite")
+    assert r.returncode == 0 and "counted as benign" not in r.stdout and "no model column" not in r.stdout
+    assert notes(pq.read_table(out / "metrics.parquet")) == {"notes": [], "all_benign": False}

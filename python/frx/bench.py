@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from .columns import pick_column
 from .errors import FrxError
 
 BENIGN = {"safe", "benign", "harmless", "0", "false", "contrast"}
@@ -28,8 +29,8 @@ class BenchConfig:
     prompts: Path
     out: Path
     prompt_column: str = "prompt"
-    category_column: str | None = "category"
-    label_column: str | None = "label"
+    category_column: str | None = None  # None: "category" if the prompt file has it
+    label_column: str | None = None  # None: "label" if the prompt file has it
     limit: int | None = None
     max_new_tokens: int = 256
     system_prompt: str | None = None
@@ -69,10 +70,12 @@ def load_prompts(cfg: BenchConfig) -> pa.Table:
     if t.num_rows == 0:
         raise FrxError(f"no prompts in {cfg.prompts}")
     cols: dict[str, Any] = {"prompt_id": pa.array(range(t.num_rows), pa.int64()), "prompt": t.column(cfg.prompt_column)}
-    if cfg.category_column and cfg.category_column in t.column_names:
-        cols["category"] = pa.array([None if x is None else str(x) for x in t.column(cfg.category_column).to_pylist()], pa.string())
-    if cfg.label_column and cfg.label_column in t.column_names:
-        cols["label_prompt"] = pa.array(prompt_labels(t.column(cfg.label_column).to_pylist(), cfg.label_column))
+    category = pick_column(t.column_names, cfg.category_column, "category", cfg.prompts)
+    label = pick_column(t.column_names, cfg.label_column, "label", cfg.prompts)
+    if category:
+        cols["category"] = pa.array([None if x is None else str(x) for x in t.column(category).to_pylist()], pa.string())
+    if label:
+        cols["label_prompt"] = pa.array(prompt_labels(t.column(label).to_pylist(), label))
     return pa.table(cols)
 
 

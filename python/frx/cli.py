@@ -496,8 +496,8 @@ def metrics(
     judged: Annotated[Path, typer.Argument(help="Judged responses (Parquet, JSONL or CSV) with a label column.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     by: Annotated[Optional[str], typer.Option(help="Also break down by this column (e.g. category).")] = None,
-    prompt_label_column: Annotated[str, typer.Option(help="Column saying whether the prompt is benign or toxic (safe/unsafe/harmful also accepted; absent: all benign).")] = "label_prompt",
-    model_column: Annotated[str, typer.Option(help="Column naming the model (absent: one model).")] = "model",
+    prompt_label_column: Annotated[Optional[str], typer.Option(help="Column saying whether the prompt is benign or toxic (safe/unsafe/harmful also accepted). Default: label_prompt if present, else every prompt counts as benign (the report says so).")] = None,
+    model_column: Annotated[Optional[str], typer.Option(help="Column naming the model. Default: model if present, else one model.")] = None,
     label_column: Annotated[str, typer.Option(help="Column with the judge's label.")] = "label",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing report files.")] = False,
 ) -> None:
@@ -514,7 +514,8 @@ def metrics(
     if (out / "metrics.parquet").exists() and not overwrite:
         raise FrxError(f"output {out} already holds a report (use --overwrite to replace it)")
     table = read_table(judged)
-    m = compute_metrics(table, label_column=label_column, model_column=model_column, by=by, prompt_label_column=prompt_label_column)
+    m = compute_metrics(table, label_column=label_column, model_column=model_column, by=by, prompt_label_column=prompt_label_column,
+                        where=str(judged))
     files = write_report(m, out)
     print((out / "metrics.md").read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(f) for f in files))
@@ -539,8 +540,8 @@ def bench(
     prompts: Annotated[Path, typer.Option(help="Prompt set: Parquet, JSONL or CSV (XSTest, CoCoNot, FalseReject format).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     prompt_column: Annotated[str, typer.Option(help="Column holding the prompts.")] = "prompt",
-    category_column: Annotated[str, typer.Option(help="Column with the category (used when present).")] = "category",
-    label_column: Annotated[str, typer.Option(help="Column saying benign/safe or toxic/unsafe (used when present; absent: all benign).")] = "label",
+    category_column: Annotated[Optional[str], typer.Option(help="Column with the category. Default: category if present.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Column saying benign/safe or toxic/unsafe. Default: label if present, else every prompt counts as benign (the report says so).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens per response.")] = 256,
     system_prompt: Annotated[Optional[str], typer.Option(help="System message before each prompt.")] = None,

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from .errors import FrxError
 
-__all__ = ["Buffers", "to_string_array", "buffers", "to_int64", "put_columns"]
+__all__ = ["Buffers", "to_string_array", "buffers", "to_int64", "put_columns", "pick_column"]
 
 
 class Buffers(NamedTuple):
@@ -118,3 +118,15 @@ def put_columns(table: pa.Table, columns: dict[str, Any]) -> pa.Table:
             table = table.drop_columns([name])
         table = table.append_column(name, values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values))
     return table
+
+
+def pick_column(names: Any, given: str | None, default: str | None, where: Any) -> str | None:
+    """The column to read for an optional role: the one the user named, which must exist (a
+    clear error otherwise, never a silent fallback); else ``default`` if the input has it;
+    else None."""
+    names = list(names)
+    if given is not None:
+        if given not in names:
+            raise FrxError(f"column {given!r} not found in {where}; columns are {', '.join(names) or '(none)'}")
+        return given
+    return default if default is not None and default in names else None
