@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -15,8 +16,6 @@ from judge_reference import judge_one
 from frx import _core
 from frx.columns import buffers
 from frx.errors import FrxError
-from functools import partial
-
 from frx.judge import LABELS, RULES, lexicon
 from frx.judge import judge as judge_any
 
@@ -712,7 +711,7 @@ def test_judge_with_frx_lexicon_matches_python_reference(texts):
     assert got.column("label").to_pylist() == [w[0] for w in want]
     assert got.column("label_source").to_pylist() == [w[1] for w in want]
     assert got.column("evidence").to_pylist() == [w[2] for w in want]
-    assert np.array_equal(got.column("confidence").to_numpy(), np.array([w[3] for w in want], np.float32))
+    assert np.array_equal(got.column("confidence").to_numpy(), np.round(np.array([w[3] for w in want], np.float32).astype(np.float64), 4))
 
 
 def test_kernel_rejects_bad_lexicons():
@@ -895,3 +894,11 @@ def test_rows_that_are_not_utf8_are_an_error_naming_the_first():
     validity = pa.py_buffer(np.packbits([1, 0, 1, 0], bitorder="little").tobytes())
     nulls = pa.Array.from_buffers(pa.string(), 4, [validity, offsets, pa.py_buffer(data)], null_count=2)
     assert judge(nulls).column("label").to_pylist() == ["direct_refusal", "undetermined", "direct_refusal", "undetermined"]
+
+
+def test_confidence_reads_as_written():
+    """Confidence is float64 rounded to 4 decimals: 0.98, never 0.9800000190734863."""
+    for mode in ("learned", "pattern"):
+        v = judge_any(["I can't help with that.", "Sure, here it is.", None], mode=mode)
+        assert v.schema.field("confidence").type == pa.float64()
+        assert all(c == round(c, 4) and len(repr(c)) <= 6 for c in v.column("confidence").to_pylist())

@@ -324,7 +324,7 @@ def judge(
 
 def _judged_schema(schema: pa.Schema) -> pa.Schema:
     for name, t in (("label", pa.string()), ("label_source", pa.string()), ("evidence", pa.string()),
-                    ("confidence", pa.float32()), ("rule", pa.string())):
+                    ("confidence", pa.float64()), ("rule", pa.string())):
         if name in schema.names:
             schema = schema.remove(schema.get_field_index(name))
         schema = schema.append(pa.field(name, t))

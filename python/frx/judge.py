@@ -223,7 +223,7 @@ def _relabel(table: pa.Table, todo: np.ndarray, labels: Any, source: str, eviden
     """``table`` with rows ``todo`` (sorted) decided again by step ``source``: only those rows
     are touched (Arrow kernels, no per-row Python over the whole table)."""
     keep = _mask(table.num_rows, todo)
-    conf = np.array(table.column("confidence").to_numpy(), dtype=np.float32, copy=True)
+    conf = np.array(table.column("confidence").to_numpy(), dtype=np.float64, copy=True)
     conf[todo] = confidence
 
     def put(name: str, values: Any) -> pa.Array:
@@ -234,9 +234,15 @@ def _relabel(table: pa.Table, todo: np.ndarray, labels: Any, source: str, eviden
         "label": put("label", labels),
         "label_source": put("label_source", pa.array([source], pa.string()).take(pa.array(np.zeros(len(todo), np.int32)))),
         "evidence": put("evidence", evidence),
-        "confidence": pa.array(conf, pa.float32()),
+        "confidence": _confidence(conf),
         "rule": table.column("rule"),
     })
+
+
+def _confidence(values: np.ndarray) -> pa.Array:
+    """Confidences as float64 rounded to 4 decimals: the kernels compute them in float32, whose
+    0.98 would otherwise read 0.9800000190734863 in every tool that shows the column."""
+    return pa.array(np.round(np.asarray(values, np.float64), 4), pa.float64())
 
 
 def rule_ids(table: pa.Table) -> np.ndarray:
@@ -312,7 +318,7 @@ def _judge_patterns(responses: Any, finish_reasons: Any = None) -> pa.Table:
         "label": _LABEL_ARRAY.take(pa.array(codes)),
         "label_source": _SOURCE_ARRAY.take(pa.array(api.astype(np.uint8))),
         "evidence": evidence,
-        "confidence": pa.array(confidence, pa.float32()),
+        "confidence": _confidence(confidence),
         "rule": _RULE_ARRAY.take(pa.array(rule)),
     })
 

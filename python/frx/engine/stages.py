@@ -254,7 +254,7 @@ class Judge(Stage):
         return [self.p.column] + [c for c in (self.p.finish_reason_column, self.p.prompt_column) if c]
 
     def adds(self):
-        return {"label": pa.string(), "label_source": pa.string(), "evidence": pa.string(), "confidence": pa.float32(),
+        return {"label": pa.string(), "label_source": pa.string(), "evidence": pa.string(), "confidence": pa.float64(),
                 "rule": pa.string()}
 
     def check(self, schema):
