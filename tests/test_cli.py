@@ -188,3 +188,20 @@ def test_usage_errors_exit_2():
     assert r.returncode == 2
     r = run_frx("no-such-command")
     assert r.returncode == 2
+
+
+def test_help_renders_for_every_command():
+    """Help text is shown as written: no flag gets a value placeholder, and bracketed words
+    (a config section such as [run]) are not swallowed as markup."""
+    from frx.cli import app
+
+    names = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+    assert len(names) > 10
+    for name in names + [None]:
+        r = run_frx(*([name] if name else []), "--help")
+        assert r.returncode == 0, (name, r.stderr)
+        assert "<bool>" not in r.stdout, (name, r.stdout)
+        # Repeatable options name what they take (SPEC, KEY=VALUE), not a Python type.
+        assert not [x for x in r.stdout.splitlines() if x.strip().startswith("-") and "<list[" in x], (name, r.stdout)
+    r = run_frx("batch", "--help")
+    assert "(overrides [run] executor)" in " ".join(r.stdout.split())

@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -361,8 +362,8 @@ _LABEL_MAP_HELP = ("How the file's labels map to frx's classes: auto (default), 
 def judge_train(
     inputs: Annotated[list[Path], typer.Argument(help="Labelled responses (Parquet, JSONL, JSON or CSV).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output: an .npz file with the classifier weights, or with --encoder a new directory.")],
-    label_map: Annotated[list[str], typer.Option("--label-map", help=_LABEL_MAP_HELP)] = [],  # noqa: B006
-    group: Annotated[list[str], typer.Option("--group", help="Group (e.g. model family) of each file, once per file: groups weigh the same in training and are left out in turn to calibrate. Default: each file its own group.")] = [],  # noqa: B006
+    label_map: Annotated[list[str], typer.Option("--label-map", metavar="MAP", help=_LABEL_MAP_HELP)] = [],  # noqa: B006
+    group: Annotated[list[str], typer.Option("--group", metavar="NAME", help="Group (e.g. model family) of each file, once per file: groups weigh the same in training and are left out in turn to calibrate. Default: each file its own group.")] = [],  # noqa: B006
     response_column: Annotated[Optional[str], typer.Option(help="Column holding the responses (default: response or completion).")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Column with the human label (default: label, final_label or tone).")] = None,
     prompt_column: Annotated[Optional[str], typer.Option(help="Column with the prompts (default: prompt, if there is one).")] = None,
@@ -448,7 +449,7 @@ def _train_encoder(inputs: list[Path], out: Path, label_map: list[str], group: l
 @user_errors
 def judge_eval(
     inputs: Annotated[list[Path], typer.Argument(help="Labelled responses (Parquet, JSONL, JSON or CSV).")],
-    label_map: Annotated[list[str], typer.Option("--label-map", help=_LABEL_MAP_HELP)] = [],  # noqa: B006
+    label_map: Annotated[list[str], typer.Option("--label-map", metavar="MAP", help=_LABEL_MAP_HELP)] = [],  # noqa: B006
     response_column: Annotated[Optional[str], typer.Option(help="Column holding the responses (default: response or completion).")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Column with the human label (default: label, final_label or tone).")] = None,
     prompt_column: Annotated[Optional[str], typer.Option(help="Column with the prompts (default: prompt, if there is one).")] = None,
@@ -536,7 +537,7 @@ def models() -> None:
 @app.command()
 @user_errors
 def bench(
-    model: Annotated[list[str], typer.Option("--model", "-m", help="Model spec (repeat to compare): smollm2-135m, hf:DIR, vllm:MODEL, openai:MODEL@URL.")],
+    model: Annotated[list[str], typer.Option("--model", "-m", metavar="SPEC", help="Model spec (repeat to compare): smollm2-135m, hf:DIR, vllm:MODEL, openai:MODEL@URL.")],
     prompts: Annotated[Path, typer.Option(help="Prompt set: Parquet, JSONL or CSV (XSTest, CoCoNot, FalseReject format).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
     prompt_column: Annotated[str, typer.Option(help="Column holding the prompts.")] = "prompt",
@@ -594,7 +595,7 @@ def bench(
 @user_errors
 def generate(
     config: Annotated[Path, typer.Option("--config", "-c", help="Pipeline config (TOML), e.g. examples/quickstart.toml.")],
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value, e.g. models.generator=vllm:Qwen/Qwen2.5-7B-Instruct. Repeatable.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a config value, e.g. models.generator=vllm:Qwen/Qwen2.5-7B-Instruct. Repeatable.")] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Discard finished steps in the output directory and start again (cached model calls are still reused).")] = False,
     executor: Annotated[Optional[str], typer.Option(help="local or ray: where the model steps run (overrides [run] executor).")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (with --executor ray); default: a local Ray.")] = None,
@@ -655,7 +656,7 @@ def quality(
 @user_errors
 def sft(
     base: Annotated[str, typer.Option(help="Base model: smollm2-135m, hf:DIR or a local model directory.")],
-    data: Annotated[list[Path], typer.Option(help="FalseReject-schema dataset (Parquet/JSONL, or a folder of Parquet, e.g. OUT/dataset/data from frx generate). Repeatable.")],
+    data: Annotated[list[Path], typer.Option(metavar="PATH", help="FalseReject-schema dataset (Parquet/JSONL, or a folder of Parquet, e.g. OUT/dataset/data from frx generate). Repeatable.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory: checkpoints, adapter, merged model, training card.")],
     format: Annotated[str, typer.Option(help="instruct (train on instruct_response) or cot (<think>reasoning</think> then the solution).")] = "instruct",
     general: Annotated[Optional[Path], typer.Option(help="General instruction data to mix in (prompt + response, or messages).")] = None,
@@ -790,7 +791,7 @@ def _print_plan(plan, manifest_done: int) -> None:
 def batch(
     config: Annotated[Optional[Path], typer.Argument(help="Pipeline config (TOML).")] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a config value, e.g. stage.2.threshold=0.8 (stages count from 1). Repeatable.")
+        Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE", help="Override a config value, e.g. stage.2.threshold=0.8 (stages count from 1). Repeatable.")
     ] = None,
     restart: Annotated[bool, typer.Option("--restart", help="Discard an existing run in the output directory and start again.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (files, shards, stages, columns) and stop.")] = False,
