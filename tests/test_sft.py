@@ -4,6 +4,9 @@ labels, adapter save/reload/merge/generate, resume), bad inputs, and the smollm2
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -93,15 +96,19 @@ def test_train_save_reload_merge_generate_and_resume(tmp_path, tiny):
                     logging_steps=2, save_steps=10, merge=True, lora_targets=["q_proj", "v_proj"])
     rec = run_sft(cfg, log=lambda s: None)
     curve = [p["loss"] for p in rec["loss_curve"]]
-    assert rec["steps"] == 20 and len(curve) == 10 and curve[-1] < curve[0]
+    assert rec["steps"] == 20 and len(curve) == 11 and curve[-1] < curve[0]  # step 1, then every 2nd
     assert (out / "_SUCCESS").exists() and json.loads((out / "training.json").read_text())["steps"] == 20
     assert "sha256" in (out / "TRAINING.md").read_text() or "| over-refusal |" in (out / "TRAINING.md").read_text()
     base = AutoModelForCausalLM.from_pretrained(tiny)
     reloaded = PeftModel.from_pretrained(base, out / "adapter")
     assert any("lora_A" in n for n, _ in reloaded.named_parameters())
     merged = load_model(f"hf:{out / 'merged'}", cache=False)
-    res = merged.generate([[{"role": "user", "content": "How do I kill a stuck process?"}]], Sampling(max_new_tokens=5))
+    chat = [[{"role": "user", "content": "How do I kill a stuck process?"}]]
+    res = merged.generate(chat, Sampling(max_new_tokens=5))
     assert res[0].completion_tokens > 0
+    # The adapter directory loads on its base, unmerged, and answers as the merged model does.
+    unmerged = load_model(f"hf:{out / 'adapter'}", cache=False)
+    assert unmerged.generate(chat, Sampling(max_new_tokens=5))[0].text == res[0].text
     # Resume: an interrupted run (no _SUCCESS) continues from its last checkpoint and step count.
     (out / "_SUCCESS").unlink()
     cfg.max_steps = 30
@@ -123,6 +130,7 @@ def test_bad_inputs(tmp_path, tiny):
         (("--base", "openai:m@http://x", "--data", tmp_path / "ok.parquet"), "must be a local model"),
         (("--base", f"hf:{tiny}", "--data", tmp_path / "ok.parquet", "--format", "chat"), "instruct or cot"),
         (("--base", f"hf:{tiny}", "--data", tmp_path / "missing.parquet"), "does not exist"),
+        (("--base", "hf:nosuch-org/nosuch-model", "--data", tmp_path / "ok.parquet"), "nor in the Hugging Face cache"),
     ]
     for args, msg in cases:
         out = tmp_path / "o"
@@ -157,5 +165,33 @@ def test_smollm2_lora_then_bench_before_after(tmp_path):
     assert r.returncode == 0, r.stderr
     table = (out / "eval" / "before_after.md").read_text()
     assert "before (base)" in table and "after (trained)" in table
-    assert (out / "_SUCCESS").exists() and (out / "merged" / "config.json").exists()
+    # Merging stays opt-in: the eval ran the adapter on its base.
+    assert (out / "_SUCCESS").exists() and (out / "adapter").is_dir() and not (out / "merged").exists()
     assert Path(out / "eval" / "judged.parquet").exists()
+    assert "step 1: loss" in r.stdout and "trained 4 steps" in r.stdout
+
+
+def test_short_run_logs_its_loss_and_warns_on_a_tiny_dataset(tmp_path, tiny):
+    from frx.sft import run_sft
+
+    pq.write_table(dataset(2), tmp_path / "d.parquet")
+    lines: list[str] = []
+    cfg = SftConfig(base=f"hf:{tiny}", data=[tmp_path / "d.parquet"], out=tmp_path / "run", max_steps=3, batch_size=4,
+                    lora_r=4, lora_targets=["q_proj", "v_proj"])
+    rec = run_sft(cfg, log=lines.append)
+    assert any("fewer than one batch" in x for x in lines)
+    assert [x for x in lines if x.startswith("step ")] and lines[-1].startswith("trained 3 steps")
+    assert len(rec["loss_curve"]) >= 2 and rec["merged"] is None
+
+
+def test_hub_name_resolves_from_the_local_cache_only(tmp_path, tiny):
+    import shutil
+
+    snap = tmp_path / "hub" / "models--frx-test--tiny" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny, snap)
+    (tmp_path / "hub" / "models--frx-test--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--frx-test--tiny" / "refs" / "main").write_text("0123abcd")
+    code = ("from frx.llm.models import resolve_hf_path; print(resolve_hf_path('frx-test/tiny'))")
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == str(snap), r.stderr

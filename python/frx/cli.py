@@ -671,7 +671,7 @@ def sft(
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps (a re-run resumes from the last).")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed (data order, mix sample, initialisation).")] = 0,
     merge: Annotated[bool, typer.Option("--merge", help="Also write the base model with the adapter merged in (OUT/merged).")] = False,
-    eval_prompts: Annotated[Optional[Path], typer.Option(help="Run frx bench on the base and the trained model over these prompts; writes OUT/eval/before_after.md.")] = None,
+    eval_prompts: Annotated[Optional[Path], typer.Option(help="Run frx bench on the base and the trained model (the adapter on its base, or OUT/merged with --merge) over these prompts; writes OUT/eval/before_after.md.")] = None,
     eval_limit: Annotated[Optional[int], typer.Option(help="Only the first N eval prompts.")] = None,
     eval_max_new_tokens: Annotated[int, typer.Option(help="Tokens per eval response.")] = 128,
 ) -> None:
@@ -683,12 +683,11 @@ def sft(
 
     if format not in ("instruct", "cot"):
         raise FrxError(f"--format must be instruct or cot, got {format!r}")
-    do_merge = merge or (eval_prompts is not None and lora_r > 0)
     if eval_prompts is not None and not eval_prompts.exists():
         raise FrxError(f"--eval-prompts {eval_prompts} does not exist")
     cfg = SftConfig(base=base, data=list(data), out=out, format=format, general=general, mix=mix, lora_r=lora_r, epochs=epochs, lr=lr,
                     max_steps=max_steps, max_seq_len=max_seq_len, batch_size=batch_size, grad_accum=grad_accum,
-                    save_steps=save_steps, seed=seed, merge=do_merge)
+                    save_steps=save_steps, seed=seed, merge=merge)
     rec = run_sft(cfg, log=lambda line: print(line, flush=True))
     _summary(f"frx sft → {out}", [("method", rec["method"]), ("rows", rec["data"]["rows"]), ("steps", rec["steps"]),
                                   ("train loss", f"{rec['train_loss']:.4f}"), ("seconds", rec["seconds"])])

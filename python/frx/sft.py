@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import shutil
 import time
@@ -210,9 +211,16 @@ def build_trainer(cfg: SftConfig, log: Callable[[str], None] = print) -> tuple[A
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r, target_modules=targets,
                                  lora_dropout=0.0, task_type="CAUSAL_LM")
     ckpt_dir = cfg.out / "checkpoints"
+    per_step = cfg.batch_size * cfg.grad_accum
+    if len(rows) < per_step:
+        log(f"warning: {len(rows)} training rows, fewer than one batch ({cfg.batch_size} x {cfg.grad_accum} accumulation): "
+            "every step sees the same rows")
+    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * math.ceil(len(rows) / per_step)))
+    # A short run still logs its loss a few times (at least every quarter of the run).
+    logging_steps = max(1, min(cfg.logging_steps, steps // 4))
     args = TrlConfig(output_dir=str(ckpt_dir), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.lr,
                      per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-                     max_length=cfg.max_seq_len, logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
+                     max_length=cfg.max_seq_len, logging_steps=logging_steps, logging_first_step=True, save_steps=cfg.save_steps,
                      save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed, report_to="none", use_cpu=not cuda,
                      bf16=dtype == torch.bfloat16, completion_only_loss=True, disable_tqdm=False)
     losses: list[dict[str, float]] = []
@@ -248,6 +256,8 @@ def run_sft(cfg: SftConfig, log: Callable[[str], None] = print) -> dict[str, Any
     except MemoryError:
         raise FrxError("out of memory: lower --batch-size or --max-seq-len") from None
     seconds = time.perf_counter() - t0
+    last_loss = f", last logged {losses[-1]['loss']:.4f} at step {losses[-1]['step']}" if losses else ""
+    log(f"trained {trainer.state.global_step} steps in {seconds:.0f} s: mean loss {float(result.training_loss):.4f}{last_loss}")
     final = trainer.model
     adapter_dir = cfg.out / ("adapter" if peft_config else "model")
     _save_atomic(adapter_dir, lambda d: (final.save_pretrained(d), tok.save_pretrained(d)))
@@ -309,8 +319,8 @@ Base model `{r['base']}` ({r['base_dir']}), {r['method']} fine-tuning in the {r[
 
 
 def eval_before_after(base: str, trained_dir: Path, prompts: Path, out: Path, *, limit: int | None = None,
-                      max_new_tokens: int = 128, prompt_column: str = "prompt", label_column: str = "label",
-                      category_column: str = "category") -> str:
+                      max_new_tokens: int = 128, prompt_column: str = "prompt", label_column: str | None = None,
+                      category_column: str | None = None) -> str:
     """`frx bench` on the base and the trained model over the same prompts; returns (and writes
     to ``out/before_after.md``) the before/after table."""
     import pyarrow.parquet as pq

@@ -95,6 +95,27 @@ class _Prefix:
         return self.cache
 
 
+def _with_adapter(adapter: Path, dtype: Any) -> tuple[Any, Path]:
+    """A LoRA adapter directory (``frx sft``'s OUT/adapter) on the base model it names, unmerged:
+    nothing is written. Returns the model and the base model's directory."""
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from .models import resolve_hf_path
+
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise FrxError(f"{adapter} is a LoRA adapter: loading it needs peft (pip install 'frx-engine[train]')") from None
+    name = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not name:
+        raise FrxError(f"{adapter}/adapter_config.json names no base model (base_model_name_or_path)")
+    base = resolve_hf_path(name)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    return PeftModel.from_pretrained(model, adapter), base
+
+
 class HFBackend(Backend):
     def __init__(self, path: str | Path, *, device: str | None = None, dtype: str | None = None,
                  batch_size: int = 16, threads: int | None = None, model: Any = None, tokenizer: Any = None):
@@ -118,8 +139,9 @@ class HFBackend(Backend):
             p = Path(path)
             if not p.is_dir():
                 raise FrxError(f"model directory {p} does not exist (hf: takes a local directory with config.json)")
-            if not (p / "config.json").exists():
-                raise FrxError(f"{p} is not a transformers model directory (no config.json)")
+            adapter = (p / "adapter_config.json").exists() and not (p / "config.json").exists()
+            if not adapter and not (p / "config.json").exists():
+                raise FrxError(f"{p} is not a transformers model directory (no config.json) nor a LoRA adapter (no adapter_config.json)")
             torch_dtype = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
                            "fp32": torch.float32, "float32": torch.float32, None: None}.get(dtype, "bad")
             if torch_dtype == "bad":
@@ -128,10 +150,15 @@ class HFBackend(Backend):
                 torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(p)
-                self.model = AutoModelForCausalLM.from_pretrained(p, dtype=torch_dtype).to(self.device)
+                if adapter:
+                    self.model, base = _with_adapter(p, torch_dtype)
+                    self.model.to(self.device)
+                    self.model_id = f"hf:{base.resolve()}@{fingerprint(base)}+adapter:{p.resolve()}@{fingerprint(p)}"
+                else:
+                    self.model = AutoModelForCausalLM.from_pretrained(p, dtype=torch_dtype).to(self.device)
+                    self.model_id = f"hf:{p.resolve()}@{fingerprint(p)}"
             except (OSError, ValueError) as e:
                 raise FrxError(f"cannot load model from {p}: {str(e).splitlines()[0]}") from None
-            self.model_id = f"hf:{p.resolve()}@{fingerprint(p)}"
         self.model.eval()
         # What this transformers version calls the key/value cache (``cache`` from 5.x on,
         # ``past_key_values`` before), and whether a forward can skip logits it is not asked for.

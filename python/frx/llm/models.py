@@ -108,7 +108,27 @@ def smollm2_dir() -> Path:
 
 
 def resolve_hf_path(model: str) -> Path:
-    return smollm2_dir() if model == "smollm2-135m" else Path(model)
+    """The local directory of an hf model: the smollm2-135m alias, a local directory, or a hub
+    name (``ORG/NAME``) already in the local Hugging Face cache — never a download."""
+    if model == "smollm2-135m":
+        return smollm2_dir()
+    p = Path(model).expanduser()
+    if p.exists() or model.startswith((".", "/", "~")) or model.count("/") != 1:
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        return p
+    try:
+        return Path(snapshot_download(model, local_files_only=True))
+    except LocalEntryNotFoundError:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise FrxError(f"hf:{model} is neither a local directory nor in the Hugging Face cache ({HF_HUB_CACHE}); frx does "
+                       f"not download models: fetch it first (huggingface-cli download {model}) or give a directory") from None
+    except ValueError as e:  # not a valid repo id
+        raise FrxError(f"hf:{model}: {e}") from None
 
 
 def load_model(spec: str, *, cache: bool | str | Path = True, **options: Any) -> Model:
