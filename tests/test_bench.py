@@ -7,6 +7,8 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import run_frx, shared
 
 pytest.importorskip("torch")
@@ -116,3 +118,45 @@ def test_bench_smollm2_on_30_xstest_prompts(tmp_path):
     assert all(t for t in judged.column("response").to_pylist())
     assert set(judged.column("label").to_pylist()) <= {"full_compliance", "safe_partial_compliance", "direct_refusal", "undetermined"}
     assert "smollm2-135m" in (out / "metrics.md").read_text()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from("abcde"), min_size=1, max_size=60), st.integers(1, 70), st.integers(0, 5))
+def test_stratified_sample_keeps_every_share(strata, n, seed):
+    from frx.bench import stratified_sample
+
+    got = stratified_sample(strata, n, seed)
+    assert got == sorted(set(got)) and all(0 <= i < len(strata) for i in got)
+    assert len(got) == min(n, len(strata))
+    assert got == stratified_sample(strata, n, seed)
+    if n < len(strata):
+        for key in set(strata):
+            size = strata.count(key)
+            share = n * size / len(strata)
+            picked = sum(strata[i] == key for i in got)
+            # Each stratum within one row of its share, and none left out while n allows.
+            assert abs(picked - share) < 1 + 1e-9 or (picked == 1 and share < 1)
+        if n >= len(set(strata)):
+            assert {strata[i] for i in got} == set(strata)
+
+
+def test_bench_sample_sees_toxic_prompts(tmp_path):
+    """XSTest lists its safe prompts first: the first 12 are all safe, a sample of 12 is not."""
+    from frx.bench import BenchConfig, load_prompts
+
+    src = shared("xstest", "xstest_prompts.csv")
+    first = load_prompts(BenchConfig(models=[], prompts=src, out=tmp_path, category_column="type", limit=12))
+    assert set(first.column("label_prompt").to_pylist()) == {"benign"}
+    some = load_prompts(BenchConfig(models=[], prompts=src, out=tmp_path, category_column="type", sample=12, seed=1))
+    labels = some.column("label_prompt").to_pylist()
+    assert some.num_rows == 12 and labels.count("toxic") == 5  # 200 of XSTest's 450 prompts are unsafe: 12 * 200/450 = 5.3
+    again = load_prompts(BenchConfig(models=[], prompts=src, out=tmp_path, category_column="type", sample=12, seed=1))
+    assert again.equals(some)
+
+
+@pytest.mark.parametrize("args, words", [(["--limit", "3", "--sample", "3"], "exclude each other"), (["--sample", "0"], "at least 1")])
+def test_bench_sample_bad_inputs(tmp_path, args, words):
+    src = _prompts(tmp_path)
+    r = run_frx("bench", "--model", "smollm2-135m", "--prompts", src, "--out", tmp_path / "o", *args)
+    assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o").exists()

@@ -32,6 +32,8 @@ class BenchConfig:
     category_column: str | None = None  # None: "category" if the prompt file has it
     label_column: str | None = None  # None: "label" if the prompt file has it
     limit: int | None = None
+    sample: int | None = None  # a sample of N prompts, stratified by label and category
+    seed: int = 0
     max_new_tokens: int = 256
     system_prompt: str | None = None
     mode: str = "learned"
@@ -55,6 +57,31 @@ def prompt_labels(values: list[Any], column: str) -> list[str]:
     return out
 
 
+def stratified_sample(strata: list[Any], n: int, seed: int = 0) -> list[int]:
+    """Indices (in input order) of ``n`` rows drawn without replacement so that every stratum
+    (a row's key, e.g. its (label, category)) keeps its share: ``n * size / total`` rows,
+    rounded by largest remainder, at least one row from every stratum while ``n`` allows. The
+    same seed gives the same rows; ``n`` at least the row count gives every row."""
+    import random
+
+    total = len(strata)
+    if n >= total:
+        return list(range(total))
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(strata):
+        groups.setdefault(key, []).append(i)
+    keys = sorted(groups, key=lambda k: groups[k][0])  # in order of first appearance
+    quota = {k: n * len(groups[k]) / total for k in keys}
+    take = {k: int(quota[k]) for k in keys}
+    # Strata the floor left empty first (largest first), then the largest remainders.
+    order = sorted(keys, key=lambda k: (take[k] > 0, -(quota[k] - take[k]), groups[k][0]))
+    for k in order[: n - sum(take.values())]:
+        take[k] += 1
+    rng = random.Random(seed)
+    picked = [i for k in keys for i in rng.sample(groups[k], take[k])]
+    return sorted(picked)
+
+
 def load_prompts(cfg: BenchConfig) -> pa.Table:
     from .io import read_table
 
@@ -63,15 +90,22 @@ def load_prompts(cfg: BenchConfig) -> pa.Table:
         raise FrxError(f"column {cfg.prompt_column!r} not found in {cfg.prompts}; columns are {', '.join(t.column_names)}")
     if not pa.types.is_string(t.schema.field(cfg.prompt_column).type) and not pa.types.is_large_string(t.schema.field(cfg.prompt_column).type):
         raise FrxError(f"column {cfg.prompt_column!r} in {cfg.prompts} is not text")
+    category = pick_column(t.column_names, cfg.category_column, "category", cfg.prompts)
+    label = pick_column(t.column_names, cfg.label_column, "label", cfg.prompts)
+    if cfg.limit is not None and cfg.sample is not None:
+        raise FrxError("--limit and --sample exclude each other: the first N prompts, or a sample of N")
     if cfg.limit is not None:
         if cfg.limit < 1:
             raise FrxError(f"--limit must be at least 1, got {cfg.limit}")
         t = t.slice(0, cfg.limit)
+    if cfg.sample is not None:
+        if cfg.sample < 1:
+            raise FrxError(f"--sample must be at least 1, got {cfg.sample}")
+        strata = list(zip(*(t.column(c).to_pylist() for c in (label, category) if c))) if (label or category) else [()] * t.num_rows
+        t = t.take(pa.array(stratified_sample(strata, cfg.sample, cfg.seed)))
     if t.num_rows == 0:
         raise FrxError(f"no prompts in {cfg.prompts}")
     cols: dict[str, Any] = {"prompt_id": pa.array(range(t.num_rows), pa.int64()), "prompt": t.column(cfg.prompt_column)}
-    category = pick_column(t.column_names, cfg.category_column, "category", cfg.prompts)
-    label = pick_column(t.column_names, cfg.label_column, "label", cfg.prompts)
     if category:
         cols["category"] = pa.array([None if x is None else str(x) for x in t.column(category).to_pylist()], pa.string())
     if label:

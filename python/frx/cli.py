@@ -543,7 +543,9 @@ def bench(
     prompt_column: Annotated[str, typer.Option(help="Column holding the prompts.")] = "prompt",
     category_column: Annotated[Optional[str], typer.Option(help="Column with the category. Default: category if present.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Column saying benign/safe or toxic/unsafe. Default: label if present, else every prompt counts as benign (the report says so).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts (in file order: a file that lists one kind first gives only that kind; see --sample).")] = None,
+    sample: Annotated[Optional[int], typer.Option(help="A random sample of N prompts, stratified by label and category (each keeps its share).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample: the same seed, the same prompts.")] = 0,
     max_new_tokens: Annotated[int, typer.Option(help="Most tokens per response.")] = 256,
     system_prompt: Annotated[Optional[str], typer.Option(help="System message before each prompt.")] = None,
     mode: Annotated[str, typer.Option(help="Judge mode: learned (default), pattern or cascade (needs --judge-model).")] = "learned",
@@ -572,7 +574,7 @@ def bench(
     if judge_model is not None and mode != "cascade":
         raise FrxError("--judge-model is only used with --mode cascade")
     cfg = BenchConfig(models=model, prompts=prompts, out=out, prompt_column=prompt_column, category_column=category_column,
-                      label_column=label_column, limit=limit, max_new_tokens=max_new_tokens, system_prompt=system_prompt,
+                      label_column=label_column, limit=limit, sample=sample, seed=seed, max_new_tokens=max_new_tokens, system_prompt=system_prompt,
                       mode=mode, judge_model=judge_model, judge_max_tokens=judge_max_tokens, model_options={"batch_size": batch_size} if batch_size else None)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not sys.stderr.isatty()) as bar:
@@ -672,7 +674,8 @@ def sft(
     seed: Annotated[int, typer.Option(help="Random seed (data order, mix sample, initialisation).")] = 0,
     merge: Annotated[bool, typer.Option("--merge", help="Also write the base model with the adapter merged in (OUT/merged).")] = False,
     eval_prompts: Annotated[Optional[Path], typer.Option(help="Run frx bench on the base and the trained model (the adapter on its base, or OUT/merged with --merge) over these prompts; writes OUT/eval/before_after.md.")] = None,
-    eval_limit: Annotated[Optional[int], typer.Option(help="Only the first N eval prompts.")] = None,
+    eval_limit: Annotated[Optional[int], typer.Option(help="Only the first N eval prompts (in file order).")] = None,
+    eval_sample: Annotated[Optional[int], typer.Option(help="A sample of N eval prompts, stratified by label and category (seeded by --seed).")] = None,
     eval_max_new_tokens: Annotated[int, typer.Option(help="Tokens per eval response.")] = 128,
 ) -> None:
     """Fine-tune against over-refusal with TRL (LoRA by default) on FalseReject-schema data, optionally mixed with general data; then, with --eval-prompts, show before/after with frx bench.
@@ -685,6 +688,11 @@ def sft(
         raise FrxError(f"--format must be instruct or cot, got {format!r}")
     if eval_prompts is not None and not eval_prompts.exists():
         raise FrxError(f"--eval-prompts {eval_prompts} does not exist")
+    if eval_limit is not None and eval_sample is not None:
+        raise FrxError("--eval-limit and --eval-sample exclude each other")
+    for name, value in (("--eval-limit", eval_limit), ("--eval-sample", eval_sample)):
+        if value is not None and value < 1:
+            raise FrxError(f"{name} must be at least 1, got {value}")
     cfg = SftConfig(base=base, data=list(data), out=out, format=format, general=general, mix=mix, lora_r=lora_r, epochs=epochs, lr=lr,
                     max_steps=max_steps, max_seq_len=max_seq_len, batch_size=batch_size, grad_accum=grad_accum,
                     save_steps=save_steps, seed=seed, merge=merge)
@@ -693,7 +701,8 @@ def sft(
                                   ("train loss", f"{rec['train_loss']:.4f}"), ("seconds", rec["seconds"])])
     if eval_prompts is not None:
         trained = Path(rec["merged"] or rec["adapter"])
-        print(eval_before_after(base, trained, eval_prompts, out / "eval", limit=eval_limit, max_new_tokens=eval_max_new_tokens))
+        print(eval_before_after(base, trained, eval_prompts, out / "eval", limit=eval_limit, sample=eval_sample, seed=seed,
+                                max_new_tokens=eval_max_new_tokens))
 
 
 class GraphMode(str, Enum):

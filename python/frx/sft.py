@@ -319,7 +319,7 @@ Base model `{r['base']}` ({r['base_dir']}), {r['method']} fine-tuning in the {r[
 
 
 def eval_before_after(base: str, trained_dir: Path, prompts: Path, out: Path, *, limit: int | None = None,
-                      max_new_tokens: int = 128, prompt_column: str = "prompt", label_column: str | None = None,
+                      sample: int | None = None, seed: int = 0, max_new_tokens: int = 128, prompt_column: str = "prompt", label_column: str | None = None,
                       category_column: str | None = None) -> str:
     """`frx bench` on the base and the trained model over the same prompts; returns (and writes
     to ``out/before_after.md``) the before/after table."""
@@ -329,13 +329,15 @@ def eval_before_after(base: str, trained_dir: Path, prompts: Path, out: Path, *,
 
     trained = f"hf:{trained_dir}"
     run_bench(BenchConfig(models=[base, trained], prompts=prompts, out=out, prompt_column=prompt_column,
-                          category_column=category_column, label_column=label_column, limit=limit, max_new_tokens=max_new_tokens))
+                          category_column=category_column, label_column=label_column, limit=limit, sample=sample, seed=seed,
+                          max_new_tokens=max_new_tokens))
     m = pq.read_table(out / "metrics.parquet").to_pylist()
     cell = {}
     for r in m:
         if r.get("category", "all") == "all":
             cell[(r["model"], r["metric"])] = r
-    lines = ["# Before / after fine-tuning", "", f"Prompts: `{prompts}`" + (f" (first {limit})" if limit else ""), "",
+    which = f" (first {limit})" if limit else f" (a stratified sample of {sample}, seed {seed})" if sample else ""
+    lines = ["# Before / after fine-tuning", "", f"Prompts: `{prompts}`{which}", "",
              "| model | compliance on benign prompts | useful safety on toxic prompts (refusal or safe partial) |", "|---|---|---|"]
     for name, spec in (("before (base)", base), ("after (trained)", trained)):
         def fmt(metric: str) -> str:
