@@ -261,6 +261,25 @@ def test_quality_measures_against_hand_computed_values():
     assert disjoint < 0.05 < similar < 1.0
 
 
+def test_quality_cli_says_what_it_sampled(tmp_path):
+    prompts = [f"How do I stop process number {i} on a {w} server?" for i in range(40) for w in ("linux",)]
+    cats = ["Violence", "Theft"] * 20
+    pq.write_table(pa.table({"prompt": prompts, "category": cats}), tmp_path / "d.parquet")
+    r = run_frx("quality", tmp_path / "d.parquet", "--self-bleu-sample", "10", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    assert "on a sample of 10 of 40 prompts, seed 3" in r.stdout and "None" not in r.stdout
+    assert "| Violence | 20 |" in r.stdout and "(column category)" in r.stdout  # category, when there is no category_text
+    everything = run_frx("quality", tmp_path / "d.parquet", "--self-bleu-sample", "0")
+    assert everything.returncode == 0 and "sample of" not in everything.stdout
+    assert run_frx("quality", tmp_path / "d.parquet", "--seed", "3").stdout == run_frx("quality", tmp_path / "d.parquet", "--seed", "3").stdout
+    # A set too small to score prints n/a, not None.
+    pq.write_table(pa.table({"prompt": ["only one"]}), tmp_path / "one.parquet")
+    one = run_frx("quality", tmp_path / "one.parquet")
+    assert one.returncode == 0 and "Self-BLEU (lower = more diverse): n/a" in one.stdout and "None" not in one.stdout
+    bad = run_frx("quality", tmp_path / "d.parquet", "--self-bleu-sample", "-1")
+    assert bad.returncode == 2 and "--self-bleu-sample" in bad.stderr
+
+
 def test_example_configs_are_valid():
     from frx.generate import load_generate_config
 

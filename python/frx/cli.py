@@ -627,6 +627,8 @@ def generate(
 @user_errors
 def quality(
     dataset: Annotated[Path, typer.Argument(help="A `frx generate` output directory, its dataset/ folder, or a Parquet file with a prompt column.")],
+    self_bleu_sample: Annotated[int, typer.Option(help="Score Self-BLEU (O(n²)) on a sample of at most N prompts; 0 = all of them.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the Self-BLEU sample.")] = 0,
 ) -> None:
     """Recompute the quality report of a generated dataset: Self-BLEU, Dist-2, per category, and the funnel when the run directory is given."""
     import json
@@ -634,8 +636,10 @@ def quality(
     from .io import read_table
     from .quality import quality_markdown, quality_report, report_for_run
 
+    if self_bleu_sample < 0:
+        raise FrxError(f"--self-bleu-sample must be 0 (all) or more, got {self_bleu_sample}")
     if (dataset / "funnel.json").exists() and (dataset / "dataset").is_dir():
-        rep = report_for_run(dataset)
+        rep = report_for_run(dataset, max_prompts=self_bleu_sample, seed=seed)
     else:
         if dataset.is_dir():
             files = sorted(dataset.rglob("*.parquet"))
@@ -650,7 +654,7 @@ def quality(
             raise FrxError(f"{dataset} has no prompt column")
         funnel_file = dataset.parent / "funnel.json" if dataset.is_dir() else None
         funnel = json.loads(funnel_file.read_text())["steps"] if funnel_file and funnel_file.exists() else None
-        rep = quality_report(table, funnel)
+        rep = quality_report(table, funnel, max_prompts=self_bleu_sample, seed=seed)
     print(quality_markdown(rep))
 
 
