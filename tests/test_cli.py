@@ -61,6 +61,9 @@ def test_dedup_end_to_end(prompts, tmp_path):
     reasons = {r["row"]: (r["reason"], r["duplicate_of"]) for r in rep}
     n = len(texts)
     assert reasons[n] == ("exact", 3) and reasons[n + 1] == ("exact", 3) and reasons[n + 3] == ("exact", 8)
+    # The input has an id column: the report names rows by it too.
+    by_id = {r["id"]: r["duplicate_of_id"] for r in rep}
+    assert by_id[1000] == 3 and by_id[1001] == 3 and by_id[1003] == 8
     assert "rows in" in r.stdout and "rows out" in r.stdout
     assert len(kept) + len(rep) == n + 4
 
@@ -84,7 +87,10 @@ def test_dedup_against_reference(tmp_path):
     assert [(x["row"], x["reason"], x["duplicate_of"]) for x in rep] == [
         (0, "reference", 5), (2, "reference", 77), (3, "exact", 1)
     ]
+    assert "duplicate_of_id" not in rep[0]  # no id column in the input
     assert "reference hits" in r.stdout
+    r = run_frx("dedup", mine, "--out", tmp_path / "o2.parquet", "--id-column", "nosuch")
+    assert r.returncode == 2 and "column 'nosuch' not found" in r.stderr
 
 
 def test_dedup_exact_only_keeps_near_copies(prompts, tmp_path):

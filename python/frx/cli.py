@@ -13,7 +13,7 @@ import pyarrow as pa
 import typer
 
 from . import __version__
-from .columns import put_columns
+from .columns import pick_column, put_columns
 from .errors import FrxError
 
 app = typer.Typer(
@@ -120,8 +120,9 @@ def dedup(
     ngram: Annotated[int, typer.Option(help="Words per shingle.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the MinHash functions.")] = 0,
     report: Annotated[
-        Optional[Path], typer.Option(help="Also write the dropped rows (row, reason, duplicate_of, text) as Parquet.")
+        Optional[Path], typer.Option(help="Also write the dropped rows (row, reason, duplicate_of, text, and with an id column the row's id and duplicate_of_id) as Parquet.")
     ] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="Id column carried into the report. Default: id if present.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
     """Remove exact and near-duplicate rows of a text column; keep the first of each cluster.
@@ -139,6 +140,7 @@ def dedup(
             raise FrxError("--report and --out must be different files")
     table = read_table(input)
     _string_column(table, column, input)
+    id_col = pick_column(table.column_names, id_column, "id", input)
     reference = None
     if against is not None:
         ref_table = read_table(against)
@@ -152,6 +154,7 @@ def dedup(
         ngram=ngram,
         seed=seed,
         reference=reference,
+        id_column=id_col,
     )
     write_parquet(kept, out)
     if report is not None:

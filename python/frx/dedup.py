@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _core
 from .columns import buffers, to_string_array
@@ -184,13 +185,16 @@ def dedup_table(
     ngram: int = 3,
     seed: int = 0,
     reference: Any = None,
+    id_column: str | None = None,
 ) -> tuple[pa.Table, pa.Table, DedupSummary]:
     """Remove exact and near duplicates of ``table[column]``, and rows matching ``reference``.
 
     Returns ``(kept, report, summary)``. ``kept`` holds the first row of each cluster, in input
     order. ``report`` has one row per dropped row: ``row`` (its input index), ``reason``
     (``exact``, ``near`` or ``reference``), ``duplicate_of`` (the input row it repeats, or the
-    reference row it copies) and the text. ``near_threshold=None`` does exact dedup only.
+    reference row it copies) and the text; with ``id_column``, also the dropped row's id (under
+    that column's name) and ``duplicate_of_id``, the id of the input row it repeats (null for a
+    reference hit). ``near_threshold=None`` does exact dedup only.
     """
     if column not in table.column_names:
         raise FrxError(f"column {column!r} not found; columns are {', '.join(table.column_names)}")
@@ -237,6 +241,14 @@ def dedup_table(
             column: texts.take(pa.array(drop_rows, type=pa.int64())),
         }
     )
+    if id_column is not None:
+        if id_column not in table.column_names:
+            raise FrxError(f"id column {id_column!r} not found; columns are {', '.join(table.column_names)}")
+        ids = table.column(id_column)
+        of = pa.array(np.where(ref_hit[drop_rows], 0, dup_of[drop_rows]), type=pa.int64())
+        report = report.append_column(id_column, ids.take(pa.array(drop_rows, type=pa.int64())))
+        report = report.append_column("duplicate_of_id", pc.if_else(pa.array(ref_hit[drop_rows]), pa.scalar(None, ids.type),
+                                                                    ids.take(of)))
     summary = DedupSummary(
         rows_in=n,
         exact_duplicates=int(exact_dup.sum()),
