@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
 def _shared_data() -> Path:
-    """The public test data: $FRX_SHARED_DATA, else ../shared/data beside the checkout."""
-    for p in (os.environ.get("FRX_SHARED_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"):
-        if p and Path(p).is_dir():
-            return Path(p).resolve()
-    return (ROOT.parent / "shared" / "data").resolve()
+    """The public test data: $FRX_DATA, default ../shared/data beside the checkout. Tests that
+    need it skip, saying where they looked, when it is missing."""
+    return Path(os.environ.get("FRX_DATA") or ROOT.parent / "shared" / "data").resolve()
 
 
 SHARED_DATA = _shared_data()
@@ -35,7 +35,7 @@ def reference_normalize(s: str) -> str:
 def shared(*parts: str) -> Path:
     p = SHARED_DATA.joinpath(*parts)
     if not p.exists():
-        pytest.skip(f"public test data not found: {p}")
+        pytest.skip(f"public test data not found: {p} (set FRX_DATA to the directory that holds xstest/ and chatgpt_refusals/)")
     return p
 
 
