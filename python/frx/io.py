@@ -146,10 +146,11 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
         raise
 
 
-def iter_batches(path: str | Path, *, batch_rows: int = 65536):
-    """Record batches of at most ``batch_rows`` rows from a Parquet, JSONL or CSV file, read
-    as a stream: memory stays bounded by the batch (a Parquet file is read a row group at a
-    time, its columns in pages)."""
+def iter_batches(path: str | Path, *, batch_rows: int = 65536, start: int = 0):
+    """Record batches of at most ``batch_rows`` rows from a Parquet, JSONL or CSV file, from row
+    ``start`` on, read as a stream: memory stays bounded by the batch whatever the file's layout
+    (a Parquet file is read a page at a time, even when it is one huge row group; whole row
+    groups before ``start`` are skipped unread; JSONL and CSV are parsed block by block)."""
     p = Path(path)
     fmt = detect_format(p)
     if not p.exists():
@@ -158,22 +159,60 @@ def iter_batches(path: str | Path, *, batch_rows: int = 65536):
         raise FrxError(f"input is a directory, expected a file: {p}")
     try:
         if fmt == "parquet":
-            reader = pq.ParquetFile(p, pre_buffer=False)
-            yield from reader.iter_batches(batch_size=batch_rows)
+            reader = pq.ParquetFile(p, pre_buffer=False, buffer_size=1 << 22)
+            meta, row, first = reader.metadata, 0, 0
+            while first < meta.num_row_groups and row + meta.row_group(first).num_rows <= start:
+                row += meta.row_group(first).num_rows
+                first += 1
+            batches = reader.iter_batches(batch_size=batch_rows, row_groups=range(first, meta.num_row_groups))
+            yield from _from_row(batches, start - row)
             return
         if fmt == "jsonl" and _is_json_array(p):
-            yield from read_table(p).to_batches(max_chunksize=batch_rows)
+            yield from _from_row(iter(read_table(p).to_batches(max_chunksize=batch_rows)), start)
             return
         if fmt == "jsonl":
             stream = pajson.open_json(p, read_options=pajson.ReadOptions(block_size=1 << 24))
         else:
             stream = pacsv.open_csv(p, read_options=pacsv.ReadOptions(block_size=1 << 24))
-        for batch in stream:
-            for start in range(0, batch.num_rows, batch_rows):
-                yield batch.slice(start, batch_rows)
+
+        def sliced():
+            for batch in stream:
+                for lo in range(0, batch.num_rows, batch_rows):
+                    yield batch.slice(lo, batch_rows)
+
+        yield from _from_row(sliced(), start)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FrxError(f"cannot read {p} as {fmt}: {first}") from None
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FrxError(f"cannot read {p} as {fmt}: {first_line}") from None
+
+
+def _from_row(batches, skip: int):
+    """``batches`` without their first ``skip`` rows."""
+    for batch in batches:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        yield batch.slice(skip) if skip else batch
+        skip = 0
+
+
+def stream_schema_and_rows(path: str | Path) -> tuple[pa.Schema, int]:
+    """The schema and row count of a file, from its metadata (Parquet) or one streaming pass
+    (JSONL, CSV): never the whole file in memory."""
+    p = Path(path)
+    if detect_format(p) == "parquet":
+        try:
+            meta = pq.ParquetFile(p).metadata
+            return meta.schema.to_arrow_schema(), meta.num_rows
+        except (pa.ArrowInvalid, OSError) as e:
+            raise FrxError(f"cannot read {p} as parquet: {str(e).splitlines()[0]}") from None
+    schema, rows = None, 0
+    for batch in iter_batches(p, batch_rows=1 << 20):
+        schema = schema or batch.schema
+        rows += batch.num_rows
+    if schema is None:
+        schema = read_table(p).schema
+    return schema, rows
 
 
 class ParquetSink:

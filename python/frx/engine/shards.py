@@ -1,8 +1,9 @@
 """Input discovery and fixed-size shards.
 
-A shard is a run of at most ``shard_rows`` consecutive rows of one input file. Parquet files are
-read lazily (only the row groups a shard covers); JSONL and CSV files are parsed whole, once,
-while their shards are processed.
+A shard is a run of at most ``shard_rows`` consecutive rows of one input file. Every file is
+read as a stream, whatever its layout (a Parquet file with one huge row group or thousands of
+tiny ones, a multi-GB JSONL or CSV): consecutive shards continue one open stream, so memory is
+bounded by the shard and each byte is decoded once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import FrxError
-from ..io import FORMATS, detect_format, read_table
+from ..io import FORMATS, detect_format, iter_batches, stream_schema_and_rows
 
 __all__ = ["Shard", "discover", "plan", "ShardReader"]
 
@@ -54,14 +55,8 @@ def discover(path: str, base: Path) -> list[Path]:
 
 
 def _file_rows_and_schema(f: Path) -> tuple[int, pa.Schema]:
-    if detect_format(f) == "parquet":
-        try:
-            meta = pq.ParquetFile(f).metadata
-            return meta.num_rows, meta.schema.to_arrow_schema()
-        except (pa.ArrowInvalid, OSError) as e:
-            raise FrxError(f"cannot read {f} as parquet: {str(e).splitlines()[0]}") from None
-    t = read_table(f)
-    return t.num_rows, t.schema
+    schema, rows = stream_schema_and_rows(f)
+    return rows, schema
 
 
 def plan(files: list[Path], shard_rows: int) -> tuple[list[Shard], pa.Schema]:
@@ -89,37 +84,54 @@ def plan(files: list[Path], shard_rows: int) -> tuple[list[Shard], pa.Schema]:
 
 
 class ShardReader:
-    """Reads shards; keeps the last JSONL/CSV file parsed so its shards share one parse."""
+    """Reads shards. Shards of a file read in order continue one stream (the usual case: the
+    engine reads them in order); a shard out of order (a resumed run, a worker process taking
+    every n-th shard) opens the file again at that row: whole Parquet row groups before it are
+    skipped unread, anything else is read forward to it."""
+
+    #: Rows per batch read from a stream; a shard is one or more batches.
+    BATCH_ROWS = 16384
+    #: A shard assembled from more chunks than this is made contiguous (thousands of tiny row
+    #: groups would otherwise give the kernels thousands of tiny pieces).
+    MAX_CHUNKS = 16
 
     def __init__(self) -> None:
-        self._cached: tuple[str, pa.Table] | None = None
+        self._path: str | None = None
+        self._next = 0
+        self._batches = iter(())
+        self._left: pa.RecordBatch | None = None
 
     def read(self, shard: Shard) -> pa.Table:
         f = Path(shard.path)
         try:
-            if detect_format(f) == "parquet":
-                table = self._parquet_rows(f, shard.start, shard.stop)
-            else:
-                if self._cached is None or self._cached[0] != shard.path:
-                    self._cached = (shard.path, read_table(f))
-                table = self._cached[1].slice(shard.start, shard.rows)
+            if shard.path != self._path or shard.start != self._next:
+                self._path, self._next, self._left = shard.path, shard.start, None
+                self._batches = iter_batches(f, batch_rows=self.BATCH_ROWS, start=shard.start)
+            parts: list[pa.RecordBatch] = []
+            need = shard.rows
+            while need > 0:
+                if self._left is None:
+                    self._left = next(self._batches, None)
+                    if self._left is None:
+                        break
+                take = self._left.slice(0, need)
+                parts.append(take)
+                need -= take.num_rows
+                self._left = self._left.slice(take.num_rows) if take.num_rows < self._left.num_rows else None
+            self._next = shard.stop
         except (pa.ArrowInvalid, OSError) as e:
+            self._path = None
             raise FrxError(f"cannot read {f} (shard {shard.index}): {str(e).splitlines()[0]}") from None
-        if table.num_rows != shard.rows:
-            raise FrxError(f"{f}: expected {shard.rows} rows for shard {shard.index}, read {table.num_rows} (file changed?)")
-        return table
+        except FrxError:
+            self._path = None
+            raise
+        rows = sum(b.num_rows for b in parts)
+        if rows != shard.rows:
+            self._path = None
+            raise FrxError(f"{f}: expected {shard.rows} rows for shard {shard.index}, read {rows} (file changed?)")
+        table = pa.Table.from_batches(parts) if parts else _empty(f)
+        return table.combine_chunks() if len(parts) > self.MAX_CHUNKS else table
 
-    @staticmethod
-    def _parquet_rows(f: Path, start: int, stop: int) -> pa.Table:
-        pf = pq.ParquetFile(f)
-        groups, first_row, row = [], None, 0
-        for g in range(pf.metadata.num_row_groups):
-            n = pf.metadata.row_group(g).num_rows
-            if row + n > start and row < stop:
-                groups.append(g)
-                first_row = row if first_row is None else first_row
-            row += n
-        if not groups:
-            return pf.schema_arrow.empty_table()
-        t = pf.read_row_groups(groups)
-        return t.slice(start - first_row, stop - start)
+
+def _empty(f: Path) -> pa.Table:
+    return stream_schema_and_rows(f)[0].empty_table()
