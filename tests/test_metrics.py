@@ -96,3 +96,24 @@ def test_no_prompt_label_column_is_said_in_the_output_and_the_report(tmp_path):
     r = run_frx("metrics", judged, "--out", out, "--overwrite")
     assert r.returncode == 0 and "counted as benign" not in r.stdout and "no model column" not in r.stdout
     assert notes(pq.read_table(out / "metrics.parquet")) == {"notes": [], "all_benign": False}
+
+
+def test_metrics_read_only_their_columns_from_any_format(tmp_path):
+    """The same judged rows as Parquet and as JSONL give the same metrics; the response column
+    (the bulk of a judged file) is not needed."""
+    import json
+
+    from frx.io import read_columns
+
+    rows = [{"label": lab, "label_prompt": lp, "model": m, "response": "x" * 50}
+            for lab, lp, m in [("full_compliance", "benign", "a"), ("direct_refusal", "benign", "a"),
+                               ("direct_refusal", "toxic", "b"), ("safe_partial_compliance", "toxic", "b")] * 5]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "j.parquet")
+    (tmp_path / "j.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_columns(tmp_path / "j.jsonl", ["label", "model", "nosuch"]).column_names == ["label", "model"]
+    outs = []
+    for name in ("j.parquet", "j.jsonl"):
+        r = run_frx("metrics", tmp_path / name, "--out", tmp_path / f"m-{name}")
+        assert r.returncode == 0, r.stderr
+        outs.append(pq.read_table(tmp_path / f"m-{name}" / "metrics.parquet"))
+    assert outs[0].equals(outs[1])

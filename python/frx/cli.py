@@ -509,7 +509,7 @@ def metrics(
 
     Writes metrics.parquet, metrics.md, report.html (self-contained) and PNG plots (per-category compliance; over-refusal on benign vs safety on toxic when both exist).
     """
-    from .io import read_table
+    from .io import read_columns, stream_schema_and_rows
     from .metrics import compute_metrics
     from .report import write_report
 
@@ -517,7 +517,12 @@ def metrics(
         raise FrxError(f"output {out} exists and is not a directory")
     if (out / "metrics.parquet").exists() and not overwrite:
         raise FrxError(f"output {out} already holds a report (use --overwrite to replace it)")
-    table = read_table(judged)
+    # Only the columns the metrics read (streamed): a judged file's responses are never loaded.
+    wanted = [c for c in (label_column, model_column or "model", by, prompt_label_column or "label_prompt") if c]
+    schema = stream_schema_and_rows(judged)[0]
+    for c in (label_column, model_column, by, prompt_label_column):
+        pick_column(schema.names, c, None, judged)
+    table = read_columns(judged, wanted)
     m = compute_metrics(table, label_column=label_column, model_column=model_column, by=by, prompt_label_column=prompt_label_column,
                         where=str(judged))
     files = write_report(m, out)

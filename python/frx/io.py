@@ -196,6 +196,28 @@ def _from_row(batches, skip: int):
         skip = 0
 
 
+def read_columns(path: str | Path, columns: list[str]) -> pa.Table:
+    """The named columns of a file (those it has; the rest are left to the caller to report),
+    read as a stream: memory holds only these columns, never the whole file (a judged file's
+    responses, say, are never loaded to count its labels)."""
+    p = Path(path)
+    if detect_format(p) == "parquet":
+        names = set(stream_schema_and_rows(p)[0].names)
+        try:
+            return pq.read_table(p, columns=[c for c in dict.fromkeys(columns) if c in names])
+        except (pa.ArrowInvalid, OSError) as e:
+            raise FrxError(f"cannot read {p} as parquet: {str(e).splitlines()[0]}") from None
+    parts, schema = [], None
+    for batch in iter_batches(p, batch_rows=1 << 16):
+        keep = [c for c in dict.fromkeys(columns) if c in batch.schema.names]
+        parts.append(pa.Table.from_batches([batch]).select(keep))
+        schema = schema or parts[-1].schema
+    if not parts:
+        t = read_table(p)
+        return t.select([c for c in dict.fromkeys(columns) if c in t.column_names])
+    return pa.concat_tables(parts)
+
+
 def stream_schema_and_rows(path: str | Path) -> tuple[pa.Schema, int]:
     """The schema and row count of a file, from its metadata (Parquet) or one streaming pass
     (JSONL, CSV): never the whole file in memory."""
