@@ -118,7 +118,12 @@ def make_layout(src: Path, layout: str, wd: Path) -> Path:
 
 def run_once(wd: Path, rows: int, executor: str, layout: str) -> dict:
     src = wd / "input.parquet"
-    path = make_layout(src, layout, wd)
+    # In a child process: a child's peak RSS counts its parent's at the fork (Linux keeps the
+    # high-water mark across exec), so this process must never hold the table.
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import batch_pipeline as b; from pathlib import Path; "
+            f"b.make_layout(Path({str(src)!r}), {layout!r}, Path({str(wd)!r}))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    path = wd / LAYOUTS[layout]
     cfg = wd / f"pipeline-{executor}-{layout}.toml"
     cfg.write_text(CONFIG.format(executor=executor, path=path.name))
     log = wd / "batch.log"

@@ -628,7 +628,19 @@ def generate(
 
     out = Path(cfg.output.dir) if Path(cfg.output.dir).is_absolute() else (base / cfg.output.dir).resolve()
     shown = Path(os.path.relpath(out)) if not os.path.relpath(out).startswith("..") else out
-    print(f"\n{rep['prompts']} prompts → {shown / 'dataset'}; Self-BLEU {rep['self_bleu']}, Dist-2 {rep['dist_2']}; report: {shown / 'quality.md'}")
+    n = rep["prompts"]
+    na = lambda x: "n/a" if x is None else x  # noqa: E731
+    print(f"\n{n} {'prompt' if n == 1 else 'prompts'} → {shown / 'dataset'}; Self-BLEU {na(rep['self_bleu'])}, "
+          f"Dist-2 {na(rep['dist_2'])}; report: {shown / 'quality.md'}")
+    roles = {cfg.models.extractor, cfg.models.generator, cfg.models.discriminator, cfg.models.orchestrator, cfg.models.responder}
+    if n == 0:
+        drops = [(f["step"], k, v) for f in rep.get("funnel", []) for k, v in f["dropped"].items() if v]
+        print("No prompt passed every check. Drops by step: " + ("; ".join(f"{s}: {k} {v}" for s, k, v in drops) or "none")
+              + f". The candidates of each step are in {shown / 'steps'}.")
+    if roles == {"smollm2-135m"}:
+        print("These come from a 135M model, which writes weak prompts and responses: the run shows every step working, "
+              "not data to train on. For real data, set capable models, e.g. --set models.generator=vllm:Qwen/Qwen2.5-7B-Instruct "
+              "(examples/cluster.toml runs every role on GPUs).")
 
 
 @app.command()

@@ -126,6 +126,8 @@ class RespondConfig(_Strict):
 
 class OutputConfig(_Strict):
     dir: str = "out/generated"
+    license: str = Field("other", description="Licence of the dataset, for its card (a Hugging Face licence id such as "
+                         "cc-by-4.0); generated text also carries the terms of the models that wrote it.")
 
 
 class RunSection(_Strict):
@@ -420,17 +422,20 @@ def step_sample_subgraphs(run: Run, seeds: pa.Table) -> tuple[pa.Table, dict[str
     for a, b, r in zip(src.tolist(), dst.tolist(), edges.column("relation").to_pylist()):
         rel.setdefault((a, b), r)
     rng = np.random.default_rng(sc.seed)
-    tasks, dropped = [], {"no connected subgraph": 0}
+    tasks, dropped = [], {"no connected subgraph": 0, "over the per-category quota": 0}
     by_cat: dict[int, list[dict[str, Any]]] = {}
     for r in seeds.to_pylist():
         by_cat.setdefault(r["category"], []).append(r)
     for cat in sorted(by_cat):
         members = by_cat[cat]
         made = 0
+        used: set[int] = set()
+        tried: set[int] = set()
         for j in range(sc.tasks_per_category * 4):  # a few tries per wanted task
             if made >= sc.tasks_per_category:
                 break
             seed_row = members[j % len(members)]
+            tried.add(j % len(members))
             start = int(rng.choice(seed_row["node_ids"]))
             k = int(rng.integers(sc.min_entities, sc.max_entities + 1))
             sub = [int(x) for x in g.subgraphs([start], k, seed=int(rng.integers(1 << 31)))[0] if x >= 0]
@@ -441,9 +446,12 @@ def step_sample_subgraphs(run: Run, seeds: pa.Table) -> tuple[pa.Table, dict[str
             tasks.append({"task_id": f"c{cat}-t{made}", "category": cat, "category_text": seed_row["category_text"],
                           "seed_id": seed_row["seed_id"], "seed_text": seed_row["seed_text"], "subgraph": ents,
                           "relations": "; ".join(rels) or "none named"})
+            used.add(j % len(members))
             made += 1
-        if made == 0:
-            dropped["no connected subgraph"] += len(members)
+        # Every seed is accounted for: it gave a task, or its tries found no connected subgraph,
+        # or its category had its quota of tasks before its turn came.
+        dropped["no connected subgraph"] += len(tried - used)
+        dropped["over the per-category quota"] += len(members) - len(tried)
     return pa.Table.from_pylist(tasks, empty), dropped
 
 
@@ -459,7 +467,8 @@ def step_dedup(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     from .io import read_table
 
     dc = run.cfg.dedup
-    dropped = {"exact duplicate": 0, "near duplicate": 0, "copies a seed": 0, "in a reference set": 0, "too similar (embedding)": 0}
+    cands, dropped = _gate_prompts(cands)
+    dropped.update({"exact duplicate": 0, "near duplicate": 0, "copies a seed": 0, "in a reference set": 0, "too similar (embedding)": 0})
     if cands.num_rows == 0:
         return cands, dropped
     refs = []
@@ -485,6 +494,22 @@ def step_dedup(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
         kept, n = _diversity(kept, dc.embed_model, dc.cosine_threshold)
         dropped["too similar (embedding)"] = n
     return kept, dropped
+
+
+def _gate_prompts(cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    """The prompt gates of :mod:`frx.gates`, each failure a drop reason."""
+    from .gates import prompt_gate
+    from .taxonomy import categories
+
+    names = {c.id: (c.name, *c.aliases) for c in categories()}
+    dropped = {"names a category": 0, "copies its seed": 0, "too short": 0, "not a request": 0}
+    keep = []
+    for r in cands.select(["prompt", "seed_text", "category", "category_text"]).to_pylist():
+        why = prompt_gate(r["prompt"], r["seed_text"], (r["category_text"], *names.get(r["category"], ())))
+        keep.append(why is None)
+        if why:
+            dropped[why] += 1
+    return cands.filter(pa.array(keep, pa.bool_())), dropped
 
 
 def _diversity(table: pa.Table, model: str, threshold: float) -> tuple[pa.Table, int]:
@@ -517,10 +542,15 @@ def step_orchestrate(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int
 
 
 def step_respond(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    from .gates import response_gate
+
     rc = run.cfg.respond
-    return _agent(run, "respond", cands, "respond", {
+    out, dropped = _agent(run, "respond", cands, "respond", {
         "model": run.cfg.models.responder, "keep_labels": rc.keep_labels, "temperature": run.cfg.models.temperature,
         "max_new_tokens": rc.max_new_tokens, "attempts": rc.attempts})
+    why = [response_gate(x) for x in out.column("instruct_response").to_pylist()] if out.num_rows else []
+    dropped = {**dropped, "response repeats itself": sum(w is not None for w in why)}
+    return out.filter(pa.array([w is None for w in why], pa.bool_())), dropped
 
 
 def step_write_dataset(run: Run, rows: pa.Table) -> tuple[pa.Table, dict[str, int]]:
@@ -550,7 +580,7 @@ configs:
   data_files:
   - split: train
     path: data/train-*.parquet
-license: other
+license: {run.cfg.output.license}
 task_categories:
 - text-generation
 tags:
@@ -561,7 +591,7 @@ tags:
 
 # Over-refusal prompts generated by frx
 
-{ds.num_rows} prompts that look harmful but are benign, each with an instruct response and a
+{ds.num_rows} {"prompt" if ds.num_rows == 1 else "prompts"} that look harmful but are benign, each with an instruct response and a
 reasoning response, made by `frx generate` (run `{run.run_id}`) with the FalseReject method:
 entity graphs from toxic seeds, an adversarial generator/discriminator loop, deduplication,
 validation by a pool of models (kept if at least {run.cfg.validate_pool.min_refusals} refused),
@@ -578,4 +608,17 @@ Columns: `prompt`, `category` (frx taxonomy id), `category_text`, `instruct_resp
 The funnel and quality measures are in `quality.json` / `quality.md` beside this dataset.
 Load with `datasets.load_dataset("parquet", data_dir="<this folder>/data")` or by pointing
 `load_dataset` at this folder.
+
+## Citation
+
+The method is FalseReject's; if you use this data, cite it:
+
+```bibtex
+@article{{zhang2025falsereject,
+  title   = {{FalseReject: A Resource for Improving Contextual Safety and Mitigating Over-Refusals in LLMs via Structured Reasoning}},
+  author  = {{Zhang, Zhehao and Xu, Weijie and Wu, Fanyou and Reddy, Chandan K.}},
+  journal = {{arXiv preprint arXiv:2505.08054}},
+  year    = {{2025}}
+}}
+```
 """
