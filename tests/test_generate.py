@@ -111,6 +111,13 @@ def test_pipeline_end_to_end_schema_provenance_funnel(tmp_path):
             assert f["rows_in"] - f["rows_out"] == sum(f["dropped"].values()), f
     assert funnel[0]["rows_in"] == 20 and funnel[0]["rows_out"] == 20
     assert funnel[-1]["rows_out"] == ds.num_rows
+    # Tasks are drawn per category, but every seed is accounted for: it gave a task or was dropped with a reason.
+    sg = next(f for f in funnel if f["step"] == "sample_subgraphs")
+    tasks = pq.read_table(sorted((out / "steps").glob("*sample_subgraphs*.parquet"))[0])
+    assert sg["rows_in"] - sum(sg["dropped"].values()) == len(set(tasks.column("seed_id").to_pylist()))
+    card = (out / "dataset" / "README.md").read_text()
+    assert f"license: other\n" in card and "@article{zhang2025falsereject" in card and "arXiv:2505.08054" in card
+    assert (f"{ds.num_rows} prompt " if ds.num_rows == 1 else f"{ds.num_rows} prompts ") in card
     nodes = pq.read_table(out / "graph" / "nodes.parquet")
     edges = pq.read_table(out / "graph" / "edges.parquet")
     assert nodes.num_rows > 0 and edges.num_rows > 0 and set(edges.column_names) == {"src", "dst", "relation", "weight"}
@@ -290,6 +297,8 @@ def test_example_configs_are_valid():
     # [run] and [output] say where and how, not what: they do not change the run's identity.
     moved, _ = load_generate_config(ROOT / "examples" / "quickstart.toml", ['run.executor="ray"', 'output.dir="elsewhere"'])
     assert moved.hash() == cfg.hash()
+    licensed, _ = load_generate_config(ROOT / "examples" / "quickstart.toml", ['output.license="cc-by-4.0"'])
+    assert licensed.output.license == "cc-by-4.0" and cfg.output.license == "other"
 
 
 def test_candidates_copying_a_seed_are_dropped(tmp_path):

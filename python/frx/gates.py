@@ -5,7 +5,7 @@ On a candidate prompt (before dedup):
 
 * ``names a category`` — the prompt is a category's name or alias (or the row's
   ``category_text``), not a request;
-* ``copies its seed`` — at least :data:`SEED_CONTAINMENT` of the candidate's words (of three
+* ``copies a seed`` — at least :data:`SEED_CONTAINMENT` of the candidate's words (of three
   letters or more) are words of the seed it was written from: a reworded seed, not a new prompt;
 * ``too short`` — fewer than :data:`MIN_WORDS` words;
 * ``not a request`` — neither a question (a ``?``) nor opening with a request or instruction
@@ -58,7 +58,7 @@ def prompt_gate(prompt: str | None, seed: str | None, categories: Iterable[str])
     content = [x for x in w if len(x) >= 3]
     seed_words = set(words(seed or ""))
     if content and seed_words and sum(x in seed_words for x in content) / len(content) >= SEED_CONTAINMENT:
-        return "copies its seed"
+        return "copies a seed"
     if not is_request(prompt or ""):
         return "not a request"
     return None
@@ -74,7 +74,7 @@ def is_request(prompt: str) -> bool:
     head = " ".join(w[:3])
     if head.startswith(_TWO_WORD):
         return True
-    return w[0] in REQUEST_OPENINGS
+    return w[0].split("'")[0] in REQUEST_OPENINGS  # what's, how'd, who're
 
 
 def response_gate(response: str | None) -> str | None:

@@ -468,7 +468,7 @@ def step_dedup(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
 
     dc = run.cfg.dedup
     cands, dropped = _gate_prompts(cands)
-    dropped.update({"exact duplicate": 0, "near duplicate": 0, "copies a seed": 0, "in a reference set": 0, "too similar (embedding)": 0})
+    dropped.update({"exact duplicate": 0, "near duplicate": 0, "in a reference set": 0, "too similar (embedding)": 0})
     if cands.num_rows == 0:
         return cands, dropped
     refs = []
@@ -485,7 +485,7 @@ def step_dedup(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     kept, _, summary = dedup_table(cands, "prompt", near_threshold=dc.near_threshold, reference=seeds)
     dropped["exact duplicate"] = summary.exact_duplicates
     dropped["near duplicate"] = summary.near_duplicates
-    dropped["copies a seed"] = summary.reference_hits
+    dropped["copies a seed"] += summary.reference_hits  # a near copy the word gate let through
     if refs and kept.num_rows:
         against = pa.concat_arrays([c.combine_chunks().cast(pa.string()) for c in refs])
         kept, _, summary = dedup_table(kept, "prompt", near_threshold=dc.near_threshold, reference=against)
@@ -502,7 +502,7 @@ def _gate_prompts(cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     from .taxonomy import categories
 
     names = {c.id: (c.name, *c.aliases) for c in categories()}
-    dropped = {"names a category": 0, "copies its seed": 0, "too short": 0, "not a request": 0}
+    dropped = {"names a category": 0, "copies a seed": 0, "too short": 0, "not a request": 0}
     keep = []
     for r in cands.select(["prompt", "seed_text", "category", "category_text"]).to_pylist():
         why = prompt_gate(r["prompt"], r["seed_text"], (r["category_text"], *names.get(r["category"], ())))
