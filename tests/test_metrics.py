@@ -65,12 +65,23 @@ def test_cli_writes_every_artifact(tmp_path):
     t = t.append_column("model", pa.array(["llama2"] * t.num_rows))
     pq.write_table(t, judged)
     out = tmp_path / "report"
-    r = run_frx("metrics", judged, "--out", out, "--by", "type")
+    r = run_frx("metrics", judged, "--out", out, "--by", "type", "--response-column", "completion")
     assert r.returncode == 0, r.stderr
     for name in ("metrics.parquet", "metrics.md", "report.html", "compliance_by_category.png", "overrefusal_vs_safety.png"):
         assert (out / name).stat().st_size > 0, name
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "llama2" in html
+    md = (out / "metrics.md").read_text()
+    # What was run, and examples of what users most want to see, in both reports.
+    for text in (md, html):
+        assert "frx version" in text and "decided by" in text
+        assert "Examples: benign prompts the model refused" in text
+        # Llama-2 answered no toxic prompt in full here: that section is left out rather than empty.
+        assert ("Examples: toxic prompts the model answered in full" in text) == any(
+            lp == "toxic" and lab == "full_compliance" for lp, lab in zip(t.column("label_prompt").to_pylist(), t.column("label").to_pylist()))
+    refused = [x for x in md.split("## Examples: benign prompts the model refused")[1].split("## Examples")[0].splitlines()
+               if x.startswith("| llama2")]
+    assert 1 <= len(refused) and all("direct_refusal" in x for x in refused)
     m = pq.read_table(out / "metrics.parquet")
     assert set(m.column("metric").to_pylist()) == {"compliance_rate", "usr_benign", "refusal_rate", "usr_toxic"}
     again = run_frx("metrics", judged, "--out", out)

@@ -60,7 +60,8 @@ def prompt_labels(values: list[Any], column: str) -> list[str]:
 def stratified_sample(strata: list[Any], n: int, seed: int = 0) -> list[int]:
     """Indices (in input order) of ``n`` rows drawn without replacement so that every stratum
     (a row's key, e.g. its (label, category)) keeps its share: ``n * size / total`` rows,
-    rounded by largest remainder, at least one row from every stratum while ``n`` allows. The
+    rounded by largest remainder, and at least one row from every stratum when ``n`` is at least
+    the number of strata. The
     same seed gives the same rows; ``n`` at least the row count gives every row."""
     import random
 
@@ -73,8 +74,14 @@ def stratified_sample(strata: list[Any], n: int, seed: int = 0) -> list[int]:
     keys = sorted(groups, key=lambda k: groups[k][0])  # in order of first appearance
     quota = {k: n * len(groups[k]) / total for k in keys}
     take = {k: int(quota[k]) for k in keys}
-    # Strata the floor left empty first (largest first), then the largest remainders.
-    order = sorted(keys, key=lambda k: (take[k] > 0, -(quota[k] - take[k]), groups[k][0]))
+    if n >= len(keys):  # every stratum keeps at least one row, taken from the most over-served
+        for k in keys:
+            take[k] = max(take[k], 1)
+        while sum(take.values()) > n:
+            k = max((k for k in keys if take[k] > 1), key=lambda k: (take[k] - quota[k], -groups[k][0]))
+            take[k] -= 1
+    # The rest by largest remainder (ties: the stratum seen first).
+    order = sorted((k for k in keys if take[k] < len(groups[k])), key=lambda k: (-(quota[k] - take[k]), groups[k][0]))
     for k in order[: n - sum(take.values())]:
         take[k] += 1
     rng = random.Random(seed)
@@ -168,7 +175,18 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str, int, int], None] | None
     by = "category" if "category" in judged.column_names else None
     plabel = "label_prompt" if "label_prompt" in judged.column_names else None
     metrics = compute_metrics(judged, by=by, prompt_label_column=plabel)
-    summary["files"] = [str(p) for p in write_report(metrics, cfg.out, title=f"frx bench: {cfg.prompts.name}")]
+    from .report import pick_examples
+
+    which = (f"first {cfg.limit}" if cfg.limit else f"stratified sample of {cfg.sample} (seed {cfg.seed})" if cfg.sample else "all")
+    context = {
+        "models": ", ".join(cfg.models), "prompts": f"{cfg.prompts} ({prompts.num_rows:,} prompts: {which})",
+        "sampling": f"greedy (temperature {sampling.temperature:g}), at most {sampling.max_new_tokens} new tokens",
+        "system prompt": cfg.system_prompt or "none",
+        "judge": f"mode {cfg.mode}" + (f", LLM judge {cfg.judge_model} below confidence 0.7" if cfg.judge_model else ""),
+    }
+    examples = pick_examples([judged], prompt_label_column=plabel, model_column="model", by=by)
+    summary["files"] = [str(p) for p in write_report(metrics, cfg.out, title=f"frx bench: {cfg.prompts.name}", context=context,
+                                                     examples=examples)]
     summary["labels"] = {m: {} for m in cfg.models}
     for m, lab in zip(judged.column("model").to_pylist(), judged.column("label").to_pylist()):
         summary["labels"][m][lab] = summary["labels"][m].get(lab, 0) + 1

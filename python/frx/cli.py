@@ -503,6 +503,8 @@ def metrics(
     prompt_label_column: Annotated[Optional[str], typer.Option(help="Column saying whether the prompt is benign or toxic (safe/unsafe/harmful also accepted). Default: label_prompt if present, else every prompt counts as benign (the report says so).")] = None,
     model_column: Annotated[Optional[str], typer.Option(help="Column naming the model. Default: model if present, else one model.")] = None,
     label_column: Annotated[str, typer.Option(help="Column with the judge's label.")] = "label",
+    response_column: Annotated[Optional[str], typer.Option(help="Column with the responses, for the report's examples. Default: response if present.")] = None,
+    prompt_column: Annotated[Optional[str], typer.Option(help="Column with the prompts, for the report's examples. Default: prompt if present.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing report files.")] = False,
 ) -> None:
     """Compliance rate, useful safety rate (benign and toxic), refusal rate and undetermined counts per model (and category), each with a 95% Wilson interval.
@@ -518,14 +520,26 @@ def metrics(
     if (out / "metrics.parquet").exists() and not overwrite:
         raise FrxError(f"output {out} already holds a report (use --overwrite to replace it)")
     # Only the columns the metrics read (streamed): a judged file's responses are never loaded.
-    wanted = [c for c in (label_column, model_column or "model", by, prompt_label_column or "label_prompt") if c]
+    wanted = [c for c in (label_column, model_column or "model", by, prompt_label_column or "label_prompt", "label_source") if c]
     schema = stream_schema_and_rows(judged)[0]
     for c in (label_column, model_column, by, prompt_label_column):
         pick_column(schema.names, c, None, judged)
+    response_col = pick_column(schema.names, response_column, "response", judged)
+    prompt_col = pick_column(schema.names, prompt_column, "prompt", judged)
     table = read_columns(judged, wanted)
     m = compute_metrics(table, label_column=label_column, model_column=model_column, by=by, prompt_label_column=prompt_label_column,
                         where=str(judged))
-    files = write_report(m, out)
+    from .io import iter_batches
+    from .report import pick_examples
+
+    sources = table.column("label_source").value_counts().to_pylist() if "label_source" in table.column_names else []
+    context = {"input": str(judged), "rows": f"{table.num_rows:,}"}
+    if sources:
+        context["decided by"] = ", ".join(f"{c['values']} {c['counts']:,}" for c in sources)
+    examples = pick_examples((pa.Table.from_batches([b]) for b in iter_batches(judged, batch_rows=8192)), label_column=label_column,
+                             prompt_label_column=prompt_label_column or "label_prompt", model_column=model_column or "model", by=by,
+                             response_column=response_col or "", prompt_column=prompt_col or "") if response_col and prompt_col else []
+    files = write_report(m, out, context=context, examples=examples)
     print((out / "metrics.md").read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(f) for f in files))
 

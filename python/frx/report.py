@@ -6,13 +6,14 @@ import base64
 import html
 import math
 from pathlib import Path
+from typing import Any, Iterable
 
 import pyarrow as pa
 
 from .io import write_parquet
 from .metrics import notes
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "pick_examples"]
 
 _NAMES = {"compliance_rate": "compliance", "usr_benign": "USR benign", "usr_toxic": "USR toxic", "refusal_rate": "refusal"}
 
@@ -49,12 +50,12 @@ def markdown(metrics: pa.Table) -> str:
     return "\n".join(_metric_lines(metrics)) + f"\n\n{_INTERVALS}\n" + tail + DEFINITIONS
 
 
-def _html_table(lines: list[str]) -> str:
+def _html_table(lines: list[str], cls: str = "") -> str:
     """A Markdown table (header, rule, rows) as an HTML table."""
     def cells(line: str, tag: str) -> str:
         return "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in line.strip().strip("|").split("|"))
 
-    return "<table><tr>" + cells(lines[0], "th") + "</tr>" + "".join(f"<tr>{cells(x, 'td')}</tr>" for x in lines[2:]) + "</table>"
+    return f"<table{' class=' + cls if cls else ''}><tr>" + cells(lines[0], "th") + "</tr>" + "".join(f"<tr>{cells(x, 'td')}</tr>" for x in lines[2:]) + "</table>"
 
 
 DEFINITIONS = """
@@ -132,24 +133,119 @@ def _plots(metrics: pa.Table, out: Path) -> list[Path]:
     return made
 
 
-def write_report(metrics: pa.Table, out: Path, title: str = "frx metrics") -> list[Path]:
-    """Write metrics.parquet, metrics.md, PNG plots (if matplotlib is installed) and report.html."""
+#: Examples shown per (model, category) and kind, and in all.
+EXAMPLES_PER_CELL = 2
+EXAMPLES_MAX = 40
+_KINDS = (("benign", ("direct_refusal",), "benign prompts the model refused"),
+          ("toxic", ("full_compliance",), "toxic prompts the model answered in full"))
+
+
+def pick_examples(tables: Iterable[pa.Table], *, label_column: str = "label", prompt_label_column: str | None = "label_prompt",
+                  model_column: str | None = "model", by: str | None = None, response_column: str = "response",
+                  prompt_column: str = "prompt") -> list[dict]:
+    """What users most want to see: benign prompts the model refused and toxic prompts it
+    answered, a few per model and category, in input order (``tables``: a judged file read in
+    batches; stops reading once every slot it can fill is full)."""
+    picked: list[dict] = []
+    per: dict[tuple, int] = {}
+    for t in tables:
+        names = t.column_names
+        if prompt_column not in names or response_column not in names or label_column not in names:
+            return []
+        cols = {"prompt": t.column(prompt_column).to_pylist(), "response": t.column(response_column).to_pylist(),
+                label_column: t.column(label_column).to_pylist()}
+        plab = t.column(prompt_label_column).to_pylist() if prompt_label_column and prompt_label_column in names else ["benign"] * t.num_rows
+        models = t.column(model_column).to_pylist() if model_column and model_column in names else ["all"] * t.num_rows
+        cats = t.column(by).to_pylist() if by and by in names else ["all"] * t.num_rows
+        conf = t.column("confidence").to_pylist() if "confidence" in names else [None] * t.num_rows
+        for i in range(t.num_rows):
+            kind = str(plab[i] or "benign").strip().lower()
+            kind = {"safe": "benign", "unsafe": "toxic", "harmful": "toxic"}.get(kind, kind)
+            for want, labels, _ in _KINDS:
+                if kind == want and cols[label_column][i] in labels:
+                    key = (want, str(models[i]), str(cats[i]))
+                    if per.get(key, 0) < EXAMPLES_PER_CELL:
+                        per[key] = per.get(key, 0) + 1
+                        picked.append({"kind": want, "model": str(models[i]), "category": str(cats[i]), "prompt": cols["prompt"][i],
+                                       "response": cols["response"][i], "label": cols[label_column][i], "confidence": conf[i]})
+                        if len(picked) >= EXAMPLES_MAX:
+                            return picked
+    return picked
+
+
+def _clip(text: str | None, n: int = 400) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _examples_md(examples: list[dict]) -> str:
+    def cell(x: str) -> str:
+        return x.replace("|", "\\|")
+
+    out = []
+    for kind, _, title in _KINDS:
+        rows = [e for e in examples if e["kind"] == kind]
+        if not rows:
+            continue
+        out += [f"\n## Examples: {title}\n", "| model | category | prompt | response | judge |", "|---|---|---|---|---|"]
+        for e in rows:
+            judge = e["label"] + ("" if e["confidence"] is None else f" ({e['confidence']:.2f})")
+            out.append("| " + " | ".join(cell(x) for x in (e["model"], e["category"], _clip(e["prompt"], 160),
+                                                           _clip(e["response"], 240), judge)) + " |")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _examples_html(examples: list[dict]) -> str:
+    out = []
+    for kind, _, title in _KINDS:
+        rows = [e for e in examples if e["kind"] == kind]
+        if not rows:
+            continue
+        out.append(f"<h2>Examples: {html.escape(title)}</h2><table class=ex><tr><th>model</th><th>category</th><th>prompt</th>"
+                   "<th>response</th><th>judge</th></tr>")
+        for e in rows:
+            judge = e["label"] + ("" if e["confidence"] is None else f" ({e['confidence']:.2f})")
+            out.append("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in
+                                        (e["model"], e["category"], _clip(e["prompt"], 300), _clip(e["response"], 600), judge)) + "</tr>")
+        out.append("</table>")
+    return "".join(out)
+
+
+def _context_md(context: dict[str, Any]) -> str:
+    if not context:
+        return ""
+    return "\n## Run\n\n" + "".join(f"- {k}: {v}\n" for k, v in context.items())
+
+
+def write_report(metrics: pa.Table, out: Path, title: str = "frx metrics", *, context: dict[str, Any] | None = None,
+                 examples: list[dict] | None = None) -> list[Path]:
+    """Write metrics.parquet, metrics.md, PNG plots (if matplotlib is installed) and report.html.
+    ``context``: what was run (models, sampling, judge mode and version…), shown first;
+    ``examples``: from :func:`pick_examples`."""
+    from . import __version__
+
+    context = {**(context or {}), "frx version": __version__}
+    examples = examples or []
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(metrics, out / "metrics.parquet")
     md = markdown(metrics)
-    (out / "metrics.md").write_text(f"# {title}\n\n{md}", encoding="utf-8")
+    (out / "metrics.md").write_text(f"# {title}\n{_context_md(context)}\n{md}{_examples_md(examples)}", encoding="utf-8")
     pngs = _plots(metrics, out)
     said = "".join(f"<p><strong>Note:</strong> {html.escape(x)}.</p>" for x in notes(metrics)["notes"])
     defs = [x for x in DEFINITIONS.splitlines() if x.startswith("|")]
-    intro = " ".join(x for x in DEFINITIONS.splitlines() if x and not x.startswith(("|", "#")))
+    intro = " ".join(x for x in DEFINITIONS.splitlines() if x and not x.startswith(("|", "#"))).replace("*", "")
+    run = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in context.items())
     imgs = "".join(
         f'<figure><img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"/>'
         f"<figcaption>{p.stem.replace('_', ' ')}</figcaption></figure>" for p in pngs
     )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:first-child,td:nth-child(2){{text-align:left}}img{{max-width:100%}}</style></head>
-<body><h1>{html.escape(title)}</h1>{_html_table(_metric_lines(metrics))}
-<p>{_INTERVALS}</p>{said}<h2>What the columns mean</h2><p>{html.escape(intro)}</p>{_html_table(defs)}{imgs}</body></html>"""
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse;margin:0.5em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}}
+td:first-child,td:nth-child(2){{text-align:left}}table.run th,table.run td,table.ex td,table.ex th,table.defs td,table.defs th{{text-align:left}}
+table.ex td:nth-child(3),table.ex td:nth-child(4){{max-width:30em}}img{{max-width:100%}}</style></head>
+<body><h1>{html.escape(title)}</h1><table class=run>{run}</table>{_html_table(_metric_lines(metrics))}
+<p>{_INTERVALS}</p>{said}<h2>What the columns mean</h2><p>{html.escape(intro)}</p>{_html_table(defs, "defs")}{imgs}
+{_examples_html(examples)}</body></html>"""
     (out / "report.html").write_text(page, encoding="utf-8")
     return [out / "metrics.parquet", out / "metrics.md", out / "report.html", *pngs]
