@@ -170,6 +170,8 @@ def test_model_that_never_returns_valid_json(tmp_path):
     funnel = {f["step"]: f for f in json.loads((tmp_path / "out" / "funnel.json").read_text())["steps"]}
     assert funnel["extract_graph"]["dropped"] == {"extraction failed": 20}
     assert funnel["write_dataset"]["rows_out"] == 0
+    # Nothing left: the run says so, with every step's drops.
+    assert "No prompt passed every check. Drops by step: extract_graph: extraction failed 20" in r.stdout
     assert pq.read_table(tmp_path / "out" / "dataset" / "data").schema.equals(DATASET_SCHEMA)
 
 
@@ -312,6 +314,7 @@ def test_candidates_copying_a_seed_are_dropped(tmp_path):
     assert funnel["dedup"]["dropped"].get("copies a seed", 0) >= 1
     prompts = pq.read_table(tmp_path / "out" / "dataset" / "data").column("prompt").to_pylist()
     assert not any("copyseed" in p for p in prompts)
+    assert len(prompts) == 3 and "\n3 prompts →" in r.stdout
 
 
 def test_embedding_diversity_drops_paraphrases_per_category():

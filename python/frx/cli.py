@@ -651,10 +651,32 @@ def generate(
         drops = [(f["step"], k, v) for f in rep.get("funnel", []) for k, v in f["dropped"].items() if v]
         print("No prompt passed every check. Drops by step: " + ("; ".join(f"{s}: {k} {v}" for s, k, v in drops) or "none")
               + f". The candidates of each step are in {shown / 'steps'}.")
+        _show_candidates(out)
     if roles == {"smollm2-135m"}:
         print("These come from a 135M model, which writes weak prompts and responses: the run shows every step working, "
               "not data to train on. For real data, set capable models, e.g. --set models.generator=vllm:Qwen/Qwen2.5-7B-Instruct "
               "(examples/cluster.toml runs every role on GPUs).")
+
+
+def _show_candidates(out: Path, k: int = 3) -> None:
+    """A few of the generator's candidates and what each prompt gate says of it."""
+    import pyarrow.parquet as pq
+
+    from .gates import prompt_gate
+    from .generate import STEPS
+    from .taxonomy import categories
+
+    path = out / "steps" / f"{STEPS.index('adversarial_generate'):02d}-adversarial_generate.parquet"
+    if not path.exists():
+        return
+    names = {c.id: (c.name, *c.aliases) for c in categories()}
+    rows = pq.read_table(path, columns=["prompt", "seed_text", "category", "category_text"]).to_pylist()
+    if rows:
+        print("What the generator wrote, and why it was dropped:")
+    distinct = list({" ".join((r["prompt"] or "").split()): r for r in reversed(rows)}.values())[::-1]
+    for r in distinct[:k]:
+        why = prompt_gate(r["prompt"], r["seed_text"], (r["category_text"], *names.get(r["category"], ()))) or "passed the gates (see the funnel)"
+        print(f"  - {' '.join((r['prompt'] or '').split())[:120]!r}: {why}")
 
 
 @app.command()
