@@ -35,10 +35,10 @@ import pyarrow as pa
 from . import _core
 from .columns import buffers, to_string_array
 from .errors import FrxError
+from .labelled import CLASSES, label_index
 
 __all__ = ["CLASSES", "Classifier", "default_classifier", "fit_temperature", "softmax", "train"]
 
-CLASSES = ("full_compliance", "safe_partial_compliance", "direct_refusal")
 RULES = tuple(r[0] for r in _core.judge_rules())
 TEXT_DENSE = tuple(_core.feature_names())
 DENSE = ("bias",) + TEXT_DENSE + tuple(f"rule:{r}" for r in RULES) + ("pattern_confidence",)
@@ -348,7 +348,6 @@ def training_rows(table: pa.Table, *, folds: Any = None, prompt_dropout: int = 5
     group (``folds`` or the ``source`` column). Every ``prompt_dropout``-th row loses its
     prompt, so that a model also knows inputs that have none."""
     from .judge import learned_rows, rule_ids
-    from .labelled import label_index
 
     if table.num_rows == 0:
         raise FrxError("no labelled rows to train on")

@@ -28,8 +28,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .classifier import CLASSES
 from .errors import FrxError
+
+#: The judge's three classes, in the order of every probability column.
+CLASSES = ("full_compliance", "safe_partial_compliance", "direct_refusal")
 
 __all__ = ["LABEL_MAPS", "RESPONSE_COLUMNS", "LABEL_COLUMNS", "PROMPT_COLUMNS", "parse_label_map", "read_labelled"]
 

@@ -95,14 +95,34 @@ class _Prefix:
         return self.cache
 
 
+def local_model_dir(model: str) -> Path:
+    """A local directory as given, or a hub name (``ORG/NAME``) already in the local Hugging
+    Face cache: frx never downloads a model."""
+    p = Path(model).expanduser()
+    if p.exists() or model.startswith((".", "/", "~")) or model.count("/") != 1:
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        return p
+    try:
+        return Path(snapshot_download(model, local_files_only=True))
+    except LocalEntryNotFoundError:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise FrxError(f"hf:{model} is neither a local directory nor in the Hugging Face cache ({HF_HUB_CACHE}); frx does "
+                       f"not download models: fetch it first (huggingface-cli download {model}) or give a directory") from None
+    except ValueError as e:  # not a valid repo id
+        raise FrxError(f"hf:{model}: {e}") from None
+
+
 def _with_adapter(adapter: Path, dtype: Any) -> tuple[Any, Path]:
     """A LoRA adapter directory (``frx sft``'s OUT/adapter) on the base model it names, unmerged:
     nothing is written. Returns the model and the base model's directory."""
     import json
 
     from transformers import AutoModelForCausalLM
-
-    from .models import resolve_hf_path
 
     try:
         from peft import PeftModel
@@ -111,7 +131,7 @@ def _with_adapter(adapter: Path, dtype: Any) -> tuple[Any, Path]:
     name = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not name:
         raise FrxError(f"{adapter}/adapter_config.json names no base model (base_model_name_or_path)")
-    base = resolve_hf_path(name)
+    base = local_model_dir(name)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     return PeftModel.from_pretrained(model, adapter), base
 

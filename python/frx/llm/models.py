@@ -112,23 +112,9 @@ def resolve_hf_path(model: str) -> Path:
     name (``ORG/NAME``) already in the local Hugging Face cache — never a download."""
     if model == "smollm2-135m":
         return smollm2_dir()
-    p = Path(model).expanduser()
-    if p.exists() or model.startswith((".", "/", "~")) or model.count("/") != 1:
-        return p
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-    except ImportError:
-        return p
-    try:
-        return Path(snapshot_download(model, local_files_only=True))
-    except LocalEntryNotFoundError:
-        from huggingface_hub.constants import HF_HUB_CACHE
+    from .hf import local_model_dir
 
-        raise FrxError(f"hf:{model} is neither a local directory nor in the Hugging Face cache ({HF_HUB_CACHE}); frx does "
-                       f"not download models: fetch it first (huggingface-cli download {model}) or give a directory") from None
-    except ValueError as e:  # not a valid repo id
-        raise FrxError(f"hf:{model}: {e}") from None
+    return local_model_dir(model)
 
 
 def load_model(spec: str, *, cache: bool | str | Path = True, **options: Any) -> Model:
