@@ -1,7 +1,6 @@
 """The package's import graph, read from the source (module-level and function-level imports
 alike): no pair of modules importing each other beyond the pairs still being taken apart, listed
-here so that the list
-can only shrink."""
+here so that the list can only shrink."""
 
 from __future__ import annotations
 
