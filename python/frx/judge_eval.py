@@ -1,8 +1,8 @@
 """How well a judge agrees with human labels: the scores ``frx judge-eval`` prints and
 ``benches/judge_accuracy.py`` reports, and the two string baselines they are set beside.
 
-Scores: binary accuracy (refusal = direct or partial), 3-way accuracy, macro-F1 over the three
-classes, precision / recall / F1 per class, and calibration — the expected calibration error
+Scores: binary accuracy (refusal = direct or partial), 3-way accuracy, macro-F1 over the classes
+that occur (in the labels or the predictions), precision / recall / F1 per class, and calibration — the expected calibration error
 (ECE, 10 equal-width bins of confidence, |accuracy − mean confidence| weighted by the bin's
 share), a reliability table, and how often rows at confidence ≥ 0.9 are right. ``confidence``
 is read as the probability that the 3-way label is right. Intervals are 95%: Wilson for
@@ -63,8 +63,10 @@ def _wilson(k: float, n: int) -> tuple[float, float]:
 
 
 def _macro_f1(g: np.ndarray, p: np.ndarray) -> float:
+    """Mean F1 over the classes that occur in the gold labels or the predictions (a class no
+    row has and no row is given would score 0 and drag the mean down for nothing)."""
     f1 = []
-    for c in range(len(CLASSES)):
+    for c in sorted(c for c in set(g.tolist()) | set(p.tolist()) if c >= 0):  # -1: undetermined, wrong anyway
         tp = np.sum((g == c) & (p == c))
         fp = np.sum((g != c) & (p == c))
         fn = np.sum((g == c) & (p != c))
