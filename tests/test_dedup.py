@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -293,3 +294,24 @@ def test_indexes_are_untouched_by_a_batch_with_a_bad_row():
     assert near.add(["x y z w", "the cat sat on the mat"]).tolist() == [1, 0]
     assert exact.add(["x y z w", "the cat sat on the mat"]).tolist() == [1, 0]
     assert near.signatures(["the cat sat on the mat"]).shape == (1, 128)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["the cat sat on the mat today", "The cat sat on the mat today!", "a dog ran in the park",
+                                 "a dog ran in the park again", "the cat sat on a mat today", None, "", "unique words here now"]),
+                min_size=0, max_size=40),
+       st.integers(1, 9), st.booleans(), st.booleans())
+def test_dedup_file_streamed_equals_the_whole_table(tmp_path_factory, texts, batch_rows, near, with_ref):
+    """Streaming a file in batches of any size decides exactly as the whole table does."""
+    from frx.dedup import dedup_file, dedup_table
+
+    d = tmp_path_factory.mktemp("df")
+    table = pa.table({"id": pa.array([f"r{i}" for i in range(len(texts))], pa.string()), "prompt": pa.array(texts, pa.string())})
+    pq.write_table(table, d / "in.parquet")
+    ref = ["a dog ran in the park"] if with_ref else None
+    kw = {"near_threshold": 0.5 if near else None, "reference": ref, "id_column": "id"}
+    kept, report, summary = dedup_table(table, "prompt", **kw)
+    got = dedup_file(d / "in.parquet", d / "out.parquet", "prompt", report=d / "rep.parquet", batch_rows=batch_rows, **kw)
+    assert got == summary
+    assert pq.read_table(d / "out.parquet").equals(kept)
+    assert pq.read_table(d / "rep.parquet").equals(report)

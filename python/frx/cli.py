@@ -129,8 +129,8 @@ def dedup(
 
     Texts are compared after normalisation (NFKC, case folding, straight quotes, collapsed whitespace). Near-duplicates are found with MinHash + LSH over word n-grams and clustered transitively. With --against, rows that copy a reference set are dropped too.
     """
-    from .dedup import _check_params, dedup_table
-    from .io import check_output, read_table, write_parquet
+    from .dedup import _check_params, dedup_file
+    from .io import check_output, read_table
 
     _check_params(near_threshold, num_perm, ngram, seed)
     check_output(out, overwrite=overwrite, inputs=(input, against))
@@ -138,27 +138,21 @@ def dedup(
         check_output(report, overwrite=overwrite, inputs=(input, against))
         if report.resolve() == out.resolve():
             raise FrxError("--report and --out must be different files")
-    table = read_table(input)
-    _string_column(table, column, input)
-    id_col = pick_column(table.column_names, id_column, "id", input)
+    from .io import iter_batches
+
+    head = next(iter_batches(input, batch_rows=1024), None)
+    head = pa.Table.from_batches([head]) if head is not None else read_table(input)
+    _string_column(head, column, input)
+    id_col = pick_column(head.column_names, id_column, "id", input)
     reference = None
     if against is not None:
         ref_table = read_table(against)
         _string_column(ref_table, against_column, against)
         reference = ref_table.column(against_column)
-    kept, dropped, s = dedup_table(
-        table,
-        column,
-        near_threshold=None if exact_only else near_threshold,
-        num_perm=num_perm,
-        ngram=ngram,
-        seed=seed,
-        reference=reference,
-        id_column=id_col,
-    )
-    write_parquet(kept, out)
-    if report is not None:
-        write_parquet(dropped, report)
+    # Streamed: one pass over the text (and id) column decides, a second writes; memory holds
+    # the indexes, not the file.
+    s = dedup_file(input, out, column, report=report, near_threshold=None if exact_only else near_threshold, num_perm=num_perm,
+                   ngram=ngram, seed=seed, reference=reference, id_column=id_col)
     rows = list(s.as_dict().items())
     if exact_only:
         rows = [r for r in rows if r[0] != "near_duplicates"]

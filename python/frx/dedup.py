@@ -36,7 +36,8 @@ from .columns import buffers, to_string_array
 from .errors import FrxError
 
 __all__ = [
-    "normalize", "exact", "exact_groups", "ExactIndex", "near", "NearIndex", "dedup_table", "DedupSummary",
+    "normalize", "exact", "exact_groups", "ExactIndex", "near", "NearIndex", "dedup_table", "dedup_file", "decide",
+    "Decision", "DedupSummary",
 ]
 
 
@@ -176,6 +177,86 @@ class DedupSummary:
         }
 
 
+@dataclass
+class Decision:
+    """Per input row: why it is dropped (if it is) and which row it repeats."""
+
+    exact_dup: np.ndarray  # bool
+    near_dup: np.ndarray  # bool
+    ref_hit: np.ndarray  # bool: copies a reference row (exactly or nearly)
+    dup_of: np.ndarray  # int64: the input row it repeats, or the reference row it copies
+
+    @property
+    def drop(self) -> np.ndarray:
+        return self.exact_dup | self.near_dup | self.ref_hit
+
+    def summary(self) -> DedupSummary:
+        n = len(self.drop)
+        return DedupSummary(rows_in=n, exact_duplicates=int(self.exact_dup.sum()), near_duplicates=int(self.near_dup.sum()),
+                            reference_hits=int(self.ref_hit.sum()), rows_out=int(n - self.drop.sum()))
+
+    def report(self, lo: int, texts: pa.Array, column: str, ids: Any = None, id_column: str | None = None) -> pa.Table:
+        """The report rows of input rows ``lo …`` (``texts``: their texts; ``ids``: the id column
+        of the whole input, for ``duplicate_of_id``)."""
+        hi = lo + len(texts)
+        local = np.flatnonzero(self.drop[lo:hi])
+        rows = lo + local
+        reason = np.where(self.exact_dup[rows], "exact", np.where(self.near_dup[rows], "near", "reference"))
+        out = pa.table({"row": pa.array(rows, type=pa.int64()), "reason": pa.array(reason.tolist(), type=pa.string()),
+                        "duplicate_of": pa.array(self.dup_of[rows], type=pa.int64()),
+                        column: texts.take(pa.array(local, type=pa.int64()))})
+        if id_column is not None:
+            of = pa.array(np.where(self.ref_hit[rows], 0, self.dup_of[rows]), type=pa.int64())
+            out = out.append_column(id_column, ids.take(pa.array(rows, type=pa.int64())))
+            out = out.append_column("duplicate_of_id", pc.if_else(pa.array(self.ref_hit[rows]), pa.scalar(None, ids.type), ids.take(of)))
+        return out
+
+
+def decide(chunks: Any, *, near_threshold: float | None = 0.7, num_perm: int = 128, ngram: int = 3, seed: int = 0,
+           reference: Any = None) -> Decision:
+    """Which rows of a text column are duplicates, reading it once, chunk by chunk (``chunks``:
+    an iterable of string arrays, in row order): memory holds the indexes, not the texts.
+
+    Exact: equal normalised text to an earlier row, or to a reference row. Near: the rows left
+    are added to one MinHash-LSH index after the reference rows; a row is dropped when its final
+    cluster (the transitive closure over every row) starts at an earlier row — so the result
+    does not depend on how the column is cut into chunks."""
+    ref = None if reference is None else to_string_array(reference, what="reference")
+    r = 0 if ref is None else len(ref)
+    exact_index = ExactIndex()
+    near_index = None if near_threshold is None else NearIndex(near_threshold, num_perm, ngram, seed)
+    if ref is not None:
+        exact_index.add(ref)
+        if near_index is not None:
+            near_index.add(ref)
+    groups, survivors, n = [], [], 0
+    for chunk in chunks:
+        texts = to_string_array(chunk, what="texts")
+        g = exact_index.add(texts).astype(np.int64)
+        own = np.arange(r + n, r + n + len(texts))
+        groups.append(g)
+        keep = (g >= r) & (g == own)  # neither a reference copy nor an exact duplicate
+        if near_index is not None and keep.any():
+            near_index.add(texts.filter(pa.array(keep)))
+        survivors.append(n + np.flatnonzero(keep))
+        n += len(texts)
+    g = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    ref_hit = g < r
+    exact_dup = ~ref_hit & (g != np.arange(r, r + n))
+    dup_of = np.where(ref_hit, g, g - r)
+    near_dup = np.zeros(n, dtype=bool)
+    if near_index is not None:
+        surv = np.concatenate(survivors) if survivors else np.zeros(0, np.int64)
+        ids = near_index.clusters()[r:]
+        hit = ids < r
+        dropped = ~hit & (ids != np.arange(r, r + len(surv)))
+        ref_hit[surv[hit]] = True
+        dup_of[surv[hit]] = ids[hit]
+        near_dup[surv[dropped]] = True
+        dup_of[surv[dropped]] = surv[ids[dropped] - r]
+    return Decision(exact_dup, near_dup, ref_hit, dup_of)
+
+
 def dedup_table(
     table: pa.Table,
     column: str,
@@ -194,66 +275,63 @@ def dedup_table(
     (``exact``, ``near`` or ``reference``), ``duplicate_of`` (the input row it repeats, or the
     reference row it copies) and the text; with ``id_column``, also the dropped row's id (under
     that column's name) and ``duplicate_of_id``, the id of the input row it repeats (null for a
-    reference hit). ``near_threshold=None`` does exact dedup only.
+    reference hit). ``near_threshold=None`` does exact dedup only. :func:`dedup_file` does the
+    same on a file, streamed.
     """
     if column not in table.column_names:
         raise FrxError(f"column {column!r} not found; columns are {', '.join(table.column_names)}")
+    if id_column is not None and id_column not in table.column_names:
+        raise FrxError(f"id column {id_column!r} not found; columns are {', '.join(table.column_names)}")
     texts = to_string_array(table.column(column), what=f"column {column!r}")
-    n = len(texts)
-    ref = None if reference is None else to_string_array(reference, what="reference")
-    r = 0 if ref is None else len(ref)
+    dec = decide([texts], near_threshold=near_threshold, num_perm=num_perm, ngram=ngram, seed=seed, reference=reference)
+    kept = table.filter(pa.array(~dec.drop))
+    report = dec.report(0, texts, column, table.column(id_column) if id_column else None, id_column)
+    return kept, report, dec.summary()
 
-    # Exact: over reference + input, so a normalised copy of a reference row is a hit.
-    both = texts if ref is None else pa.concat_arrays([ref.cast(texts.type), texts])
-    groups = _core.exact_dedup(*buffers(both))[1][r:]
-    own = np.arange(r, r + n)
-    ref_hit = groups < r
-    exact_dup = ~ref_hit & (groups != own)
-    dup_of = np.where(ref_hit, groups, groups - r)
 
-    near_dup = np.zeros(n, dtype=bool)
-    if near_threshold is not None:
-        index = NearIndex(near_threshold, num_perm, ngram, seed)
-        if ref is not None:
-            index.add(ref)
-        survivors = np.flatnonzero(~(exact_dup | ref_hit))
-        index.add(texts.take(pa.array(survivors, type=pa.int64())))
-        ids = index.clusters()[r:]
-        hit = ids < r
-        dropped = ~hit & (ids != np.arange(r, r + len(survivors)))
-        rows = survivors[hit]
-        ref_hit[rows] = True
-        dup_of[rows] = ids[hit]
-        rows = survivors[dropped]
-        near_dup[rows] = True
-        dup_of[rows] = survivors[ids[dropped] - r]
+def dedup_file(path: Any, out: Any, column: str, *, report: Any = None, near_threshold: float | None = 0.7, num_perm: int = 128,
+               ngram: int = 3, seed: int = 0, reference: Any = None, id_column: str | None = None,
+               batch_rows: int = 65536) -> DedupSummary:
+    """:func:`dedup_table` on a file, streamed: one pass reads only ``column`` (and the id
+    column) to decide, a second writes the kept rows to ``out`` (and the dropped ones to
+    ``report``) batch by batch. Memory: the indexes (~1.1 KB per row for near dedup) and the id
+    column, never the whole file. Outputs are written atomically; on error neither appears."""
+    from .io import ParquetSink, iter_batches, stream_schema_and_rows
 
-    drop = exact_dup | near_dup | ref_hit
-    keep_rows = np.flatnonzero(~drop)
-    kept = table.take(pa.array(keep_rows, type=pa.int64()))
-    drop_rows = np.flatnonzero(drop)
-    reason = np.where(exact_dup, "exact", np.where(near_dup, "near", "reference"))[drop_rows]
-    report = pa.table(
-        {
-            "row": pa.array(drop_rows, type=pa.int64()),
-            "reason": pa.array(reason.tolist(), type=pa.string()),
-            "duplicate_of": pa.array(dup_of[drop_rows], type=pa.int64()),
-            column: texts.take(pa.array(drop_rows, type=pa.int64())),
-        }
-    )
-    if id_column is not None:
-        if id_column not in table.column_names:
-            raise FrxError(f"id column {id_column!r} not found; columns are {', '.join(table.column_names)}")
-        ids = table.column(id_column)
-        of = pa.array(np.where(ref_hit[drop_rows], 0, dup_of[drop_rows]), type=pa.int64())
-        report = report.append_column(id_column, ids.take(pa.array(drop_rows, type=pa.int64())))
-        report = report.append_column("duplicate_of_id", pc.if_else(pa.array(ref_hit[drop_rows]), pa.scalar(None, ids.type),
-                                                                    ids.take(of)))
-    summary = DedupSummary(
-        rows_in=n,
-        exact_duplicates=int(exact_dup.sum()),
-        near_duplicates=int(near_dup.sum()),
-        reference_hits=int(ref_hit.sum()),
-        rows_out=len(keep_rows),
-    )
-    return kept, report, summary
+    first = [column] + ([id_column] if id_column else [])
+    ids: list[pa.Array] = []
+
+    def texts():
+        for batch in iter_batches(path, batch_rows=batch_rows, columns=first):
+            if id_column:
+                ids.append(batch.column(id_column))
+            yield batch.column(column)
+
+    dec = decide(texts(), near_threshold=near_threshold, num_perm=num_perm, ngram=ngram, seed=seed, reference=reference)
+    all_ids = pa.chunked_array(ids).combine_chunks() if id_column and ids else None
+    sinks = [ParquetSink(out)] + ([ParquetSink(report)] if report is not None else [])
+    try:
+        lo, schema = 0, None
+        for batch in iter_batches(path, batch_rows=batch_rows):
+            t = pa.Table.from_batches([batch])
+            schema = t.schema
+            m = t.num_rows
+            sinks[0].write(t.filter(pa.array(~dec.drop[lo : lo + m])))
+            if report is not None:
+                txt = to_string_array(t.column(column), what=f"column {column!r}")
+                sinks[1].write(dec.report(lo, txt, column, all_ids, id_column))
+            lo += m
+        if lo != len(dec.drop):
+            raise FrxError(f"{path}: read {lo} rows, then {len(dec.drop)} (file changed while reading?)")
+        sinks[0].close(schema or stream_schema_and_rows(path)[0])
+        if report is not None:
+            fields = [("row", pa.int64()), ("reason", pa.string()), ("duplicate_of", pa.int64()), (column, pa.string())]
+            if id_column:
+                t = stream_schema_and_rows(path)[0].field(id_column).type
+                fields += [(id_column, t), ("duplicate_of_id", t)]
+            sinks[1].close(pa.schema(fields))
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
+    return dec.summary()

@@ -146,11 +146,13 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
         raise
 
 
-def iter_batches(path: str | Path, *, batch_rows: int = 65536, start: int = 0):
+def iter_batches(path: str | Path, *, batch_rows: int = 65536, start: int = 0, columns: list[str] | None = None):
     """Record batches of at most ``batch_rows`` rows from a Parquet, JSONL or CSV file, from row
     ``start`` on, read as a stream: memory stays bounded by the batch whatever the file's layout
     (a Parquet file is read a page at a time, even when it is one huge row group; whole row
-    groups before ``start`` are skipped unread; JSONL and CSV are parsed block by block)."""
+    groups before ``start`` are skipped unread; JSONL and CSV are parsed block by block). With
+    ``columns``, only those (a Parquet file reads nothing else)."""
+
     p = Path(path)
     fmt = detect_format(p)
     if not p.exists():
@@ -164,11 +166,11 @@ def iter_batches(path: str | Path, *, batch_rows: int = 65536, start: int = 0):
             while first < meta.num_row_groups and row + meta.row_group(first).num_rows <= start:
                 row += meta.row_group(first).num_rows
                 first += 1
-            batches = reader.iter_batches(batch_size=batch_rows, row_groups=range(first, meta.num_row_groups))
+            batches = reader.iter_batches(batch_size=batch_rows, row_groups=range(first, meta.num_row_groups), columns=columns)
             yield from _from_row(batches, start - row)
             return
         if fmt == "jsonl" and _is_json_array(p):
-            yield from _from_row(iter(read_table(p).to_batches(max_chunksize=batch_rows)), start)
+            yield from _select(_from_row(iter(read_table(p).to_batches(max_chunksize=batch_rows)), start), columns)
             return
         if fmt == "jsonl":
             stream = pajson.open_json(p, read_options=pajson.ReadOptions(block_size=1 << 24))
@@ -180,10 +182,15 @@ def iter_batches(path: str | Path, *, batch_rows: int = 65536, start: int = 0):
                 for lo in range(0, batch.num_rows, batch_rows):
                     yield batch.slice(lo, batch_rows)
 
-        yield from _from_row(sliced(), start)
+        yield from _select(_from_row(sliced(), start), columns)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FrxError(f"cannot read {p} as {fmt}: {first_line}") from None
+
+
+def _select(batches, columns: list[str] | None):
+    for batch in batches:
+        yield batch if columns is None else batch.select(columns)
 
 
 def _from_row(batches, skip: int):
