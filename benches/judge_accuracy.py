@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from frx.classifier import train
+from frx.judge_train import train
 from frx.judge import judge
 from frx.judge_eval import markdown_table, prefix_baseline, scores, substring_baseline
 from frx.labelled import read_labelled

@@ -23,7 +23,7 @@ import torch
 from judge_accuracy import FAMILY, ROOT, sources
 from report import machine
 
-from frx.classifier import train
+from frx.judge_train import train
 from frx.judge import judge
 from frx.judge_encoder import DEFAULTS, train_encoder
 from frx.judge_eval import markdown_table, prefix_baseline, scores

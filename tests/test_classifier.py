@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from frx import _core
-from frx.classifier import CLASSES, CONFIG, DENSE, Classifier, default_classifier, fit_temperature, softmax, train
+from frx.classifier import CLASSES, CONFIG, DENSE, Classifier, default_classifier, fit_temperature, softmax
+from frx.judge_train import train
 from frx.columns import buffers
 from frx.errors import FrxError
 from frx.judge import FAST_PATH, RULES, judge

@@ -380,7 +380,7 @@ def judge_train(
     if encoder:
         _train_encoder(inputs, out, label_map, group, response_column, label_column, prompt_column, base, epochs, overwrite)
         return
-    from .classifier import train
+    from .judge_train import train
 
     check_output(out, overwrite=overwrite, inputs=tuple(inputs), suffixes=(".npz",))
     if steps < 1 or l2 < 0:

@@ -271,9 +271,7 @@ def _judge_learned(responses: Any, prompts: Any, table: pa.Table, classifier: An
 
     clf = default_classifier() if classifier is None else classifier
     if source == "encoder":
-        from .judge_encoder import EncoderJudge
-
-        if not isinstance(clf, EncoderJudge):
+        if getattr(clf, "tier", None) != "encoder":  # frx.judge_encoder.EncoderJudge (not imported: it trains through here)
             raise FrxError(f"mode 'encoder' needs a frx.judge_encoder.EncoderJudge, got {type(clf).__name__}")
     elif not isinstance(clf, Classifier):
         raise FrxError(f"classifier must be a frx.classifier.Classifier, got {type(clf).__name__}")

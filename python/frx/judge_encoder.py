@@ -1,6 +1,6 @@
 """The judge's encoder tier: a small transformer encoder (by default the offline MiniLM,
 all-MiniLM-L6-v2) fine-tuned as a three-class refusal classifier on the same labelled rows
-as the fast tier (:func:`frx.classifier.training_rows`).
+as the fast tier (:func:`frx.judge_train.training_rows`).
 
 It reads the prompt and the opening of the response as one pair (``[CLS] prompt [SEP]
 response [SEP]``, cut to ``max_tokens`` from the end of the longer of the two), and is trained
@@ -27,7 +27,8 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
-from .classifier import CLASSES, fit_temperature, sample_weights, softmax, training_rows
+from .classifier import CLASSES, fit_temperature, sample_weights, softmax
+from .judge_train import training_rows
 from .columns import to_string_array
 from .errors import FrxError
 
@@ -56,6 +57,7 @@ def _device(device: str | None) -> str:
 class EncoderJudge:
     """A fine-tuned encoder with its tokenizer and temperature."""
 
+    tier = "encoder"  # what frx.judge calls this learned step (its label_source)
     model: Any
     tokenizer: Any
     temperature: float = 1.0
@@ -123,7 +125,7 @@ class EncoderJudge:
 
 def train_encoder(table: pa.Table, *, folds: Any = None, balance: bool = True, device: str | None = None,
                   progress: Callable[[int, int], None] | None = None, **settings: Any) -> tuple[EncoderJudge, dict[str, Any]]:
-    """Fine-tune the encoder on a labelled table (as :func:`frx.classifier.train` takes it).
+    """Fine-tune the encoder on a labelled table (as :func:`frx.judge_train.train` takes it).
     ``settings`` override :data:`DEFAULTS`. ``progress(done, total)`` is called after each
     training step. Deterministic on the CPU for a given seed; returns the model and a report."""
     unknown = set(settings) - set(DEFAULTS)

@@ -162,7 +162,7 @@ class Model:
         keys = [self._key(c, sampling, structured) for c in convs]
         if self.cache is not None:
             for i, hit in enumerate(self.cache.get_many(keys)):
-                out[i] = hit
+                out[i] = None if hit is None else Result.from_json(hit)
         todo = [i for i, r in enumerate(out) if r is None]
         self.stats["requests"] += len(convs)
         self.stats["cache_hits"] += len(convs) - len(todo)
@@ -179,7 +179,7 @@ class Model:
                     r.latency_s = (time.perf_counter() - t0) / len(todo)
                 out[i] = r
             if self.cache is not None:
-                self.cache.put_many([(keys[i], out[i]) for i in todo if out[i].error is None])  # type: ignore[union-attr]
+                self.cache.put_many([(keys[i], out[i].to_json()) for i in todo if out[i].error is None])  # type: ignore[union-attr]
         results: list[Result] = out  # type: ignore[assignment]
         self.stats["errors"] += sum(r.error is not None for r in results)
         return results

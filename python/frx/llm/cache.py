@@ -7,12 +7,9 @@ import hashlib
 import os
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from ..errors import FrxError
-
-if TYPE_CHECKING:
-    from .base import Result
 
 
 def default_cache_dir() -> Path:
@@ -24,6 +21,9 @@ def default_cache_dir() -> Path:
 
 
 class ResponseCache:
+    """Stores each response as the JSON text its model wrapper gives it, under the key's digest;
+    what a response is, is the wrapper's business (``frx.llm.base.Result``)."""
+
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_cache_dir() / "responses.sqlite"
         try:
@@ -39,19 +39,19 @@ class ResponseCache:
     def digest(key: str) -> bytes:
         return hashlib.sha256(key.encode()).digest()
 
-    def get_many(self, keys: Sequence[str]) -> list["Result | None"]:
-        from .base import Result
-
+    def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """The stored JSON of each key, or None."""
         digests = [self.digest(k) for k in keys]
         found: dict[bytes, str] = {}
         for lo in range(0, len(digests), 500):
             chunk = digests[lo : lo + 500]
             q = f"SELECT key, result FROM responses WHERE key IN ({','.join('?' * len(chunk))})"
             found.update(self._db.execute(q, chunk).fetchall())
-        return [Result.from_json(found[d]) if d in found else None for d in digests]
+        return [found.get(d) for d in digests]
 
-    def put_many(self, items: Iterable[tuple[str, "Result"]]) -> None:
-        rows = [(self.digest(k), r.to_json()) for k, r in items]
+    def put_many(self, items: Iterable[tuple[str, str]]) -> None:
+        """Store ``(key, JSON text)`` pairs."""
+        rows = [(self.digest(k), text) for k, text in items]
         if rows:
             self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?)", rows)
             self._db.commit()
