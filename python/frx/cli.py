@@ -505,7 +505,7 @@ def metrics(
 
     Writes metrics.parquet, metrics.md, report.html (self-contained) and PNG plots (per-category compliance; over-refusal on benign vs safety on toxic when both exist).
     """
-    from .io import read_columns, stream_schema_and_rows
+    from .io import read_columns, schema_of
     from .metrics import compute_metrics
     from .report import write_report
 
@@ -515,7 +515,7 @@ def metrics(
         raise FrxError(f"output {out} already holds a report (use --overwrite to replace it)")
     # Only the columns the metrics read (streamed): a judged file's responses are never loaded.
     wanted = [c for c in (label_column, model_column or "model", by, prompt_label_column or "label_prompt", "label_source") if c]
-    schema = stream_schema_and_rows(judged)[0]
+    schema = schema_of(judged)
     for c in (label_column, model_column, by, prompt_label_column):
         pick_column(schema.names, c, None, judged)
     response_col = pick_column(schema.names, response_column, "response", judged)
@@ -530,7 +530,10 @@ def metrics(
     context = {"input": str(judged), "rows": f"{table.num_rows:,}"}
     if sources:
         context["decided by"] = ", ".join(f"{c['values']} {c['counts']:,}" for c in sources)
-    examples = pick_examples((pa.Table.from_batches([b]) for b in iter_batches(judged, batch_rows=8192)), label_column=label_column,
+    shown = [c for c in dict.fromkeys([prompt_col, response_col, label_column, prompt_label_column or "label_prompt",
+                                       model_column or "model", by, "confidence"]) if c and c in schema.names]
+    examples = pick_examples((pa.Table.from_batches([b]) for b in iter_batches(judged, batch_rows=8192, columns=shown)),
+                             label_column=label_column,
                              prompt_label_column=prompt_label_column or "label_prompt", model_column=model_column or "model", by=by,
                              response_column=response_col or "", prompt_column=prompt_col or "") if response_col and prompt_col else []
     files = write_report(m, out, context=context, examples=examples)

@@ -296,7 +296,7 @@ def dedup_file(path: Any, out: Any, column: str, *, report: Any = None, near_thr
     column) to decide, a second writes the kept rows to ``out`` (and the dropped ones to
     ``report``) batch by batch. Memory: the indexes (~1.1 KB per row for near dedup) and the id
     column, never the whole file. Outputs are written atomically; on error neither appears."""
-    from .io import ParquetSink, iter_batches, stream_schema_and_rows
+    from .io import ParquetSink, iter_batches, schema_of
 
     first = [column] + ([id_column] if id_column else [])
     ids: list[pa.Array] = []
@@ -323,13 +323,15 @@ def dedup_file(path: Any, out: Any, column: str, *, report: Any = None, near_thr
             lo += m
         if lo != len(dec.drop):
             raise FrxError(f"{path}: read {lo} rows, then {len(dec.drop)} (file changed while reading?)")
-        sinks[0].close(schema or stream_schema_and_rows(path)[0])
+        # An input without rows still gives files with the right columns.
+        empty = schema_of(path) if schema is None else None
+        sinks[0].close(empty)
         if report is not None:
             fields = [("row", pa.int64()), ("reason", pa.string()), ("duplicate_of", pa.int64()), (column, pa.string())]
-            if id_column:
-                t = stream_schema_and_rows(path)[0].field(id_column).type
+            if empty is not None and id_column:
+                t = empty.field(id_column).type
                 fields += [(id_column, t), ("duplicate_of_id", t)]
-            sinks[1].close(pa.schema(fields))
+            sinks[1].close(pa.schema(fields) if empty is not None else None)
     except BaseException:
         for sink in sinks:
             sink.abort()

@@ -209,7 +209,7 @@ def read_columns(path: str | Path, columns: list[str]) -> pa.Table:
     responses, say, are never loaded to count its labels)."""
     p = Path(path)
     if detect_format(p) == "parquet":
-        names = set(stream_schema_and_rows(p)[0].names)
+        names = set(schema_of(p).names)
         try:
             return pq.read_table(p, columns=[c for c in dict.fromkeys(columns) if c in names])
         except (pa.ArrowInvalid, OSError) as e:
@@ -223,6 +223,16 @@ def read_columns(path: str | Path, columns: list[str]) -> pa.Table:
         t = read_table(p)
         return t.select([c for c in dict.fromkeys(columns) if c in t.column_names])
     return pa.concat_tables(parts)
+
+
+def schema_of(path: str | Path) -> pa.Schema:
+    """A file's schema, cheaply: Parquet metadata, or the first block of a JSONL or CSV stream
+    (whose later blocks must match it)."""
+    p = Path(path)
+    if detect_format(p) == "parquet":
+        return stream_schema_and_rows(p)[0]
+    first = next(iter_batches(p, batch_rows=1024), None)
+    return first.schema if first is not None else read_table(p).schema
 
 
 def stream_schema_and_rows(path: str | Path) -> tuple[pa.Schema, int]:

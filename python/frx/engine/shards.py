@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import FrxError
-from ..io import FORMATS, detect_format, iter_batches, stream_schema_and_rows
+from ..io import FORMATS, detect_format, iter_batches, schema_of, stream_schema_and_rows
 
 __all__ = ["Shard", "discover", "plan", "ShardReader"]
 
@@ -54,11 +54,6 @@ def discover(path: str, base: Path) -> list[Path]:
     return files
 
 
-def _file_rows_and_schema(f: Path) -> tuple[int, pa.Schema]:
-    schema, rows = stream_schema_and_rows(f)
-    return rows, schema
-
-
 def plan(files: list[Path], shard_rows: int) -> tuple[list[Shard], pa.Schema]:
     """Shards over all files, and the common schema (every file must have the same one)."""
     shards: list[Shard] = []
@@ -66,7 +61,7 @@ def plan(files: list[Path], shard_rows: int) -> tuple[list[Shard], pa.Schema]:
     first: Path | None = None
     offset = 0
     for f in files:
-        rows, s = _file_rows_and_schema(f)
+        s, rows = stream_schema_and_rows(f)
         if schema is None:
             schema, first = s, f
         elif not s.equals(schema):
@@ -134,4 +129,4 @@ class ShardReader:
 
 
 def _empty(f: Path) -> pa.Table:
-    return stream_schema_and_rows(f)[0].empty_table()
+    return schema_of(f).empty_table()
