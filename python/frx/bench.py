@@ -61,8 +61,8 @@ def stratified_sample(strata: list[Any], n: int, seed: int = 0) -> list[int]:
     """Indices (in input order) of ``n`` rows drawn without replacement so that every stratum
     (a row's key, e.g. its (label, category)) keeps its share: ``n * size / total`` rows,
     rounded by largest remainder, and at least one row from every stratum when ``n`` is at least
-    the number of strata. The
-    same seed gives the same rows; ``n`` at least the row count gives every row."""
+    the number of strata. The same seed gives the same rows; ``n`` at least the row count gives
+    every row."""
     import random
 
     total = len(strata)

@@ -656,24 +656,21 @@ def generate(
 
 
 def _show_candidates(out: Path, k: int = 3) -> None:
-    """A few of the generator's candidates and what each prompt gate says of it."""
+    """A few of the generator's distinct candidates and the prompt gate each fails."""
     import pyarrow.parquet as pq
 
-    from .gates import prompt_gate
-    from .generate import STEPS
-    from .taxonomy import categories
+    from .generate import STEPS, prompt_gate_reasons
 
     path = out / "steps" / f"{STEPS.index('adversarial_generate'):02d}-adversarial_generate.parquet"
     if not path.exists():
         return
-    names = {c.id: (c.name, *c.aliases) for c in categories()}
-    rows = pq.read_table(path, columns=["prompt", "seed_text", "category", "category_text"]).to_pylist()
-    if rows:
+    cands = pq.read_table(path, columns=["prompt", "seed_text", "category", "category_text"])
+    first = {" ".join((p or "").split()): i for i, p in reversed(list(enumerate(cands.column("prompt").to_pylist())))}
+    shown = cands.take(pa.array(sorted(first.values())[:k], pa.int64()))
+    if shown.num_rows:
         print("What the generator wrote, and why it was dropped:")
-    distinct = list({" ".join((r["prompt"] or "").split()): r for r in reversed(rows)}.values())[::-1]
-    for r in distinct[:k]:
-        why = prompt_gate(r["prompt"], r["seed_text"], (r["category_text"], *names.get(r["category"], ()))) or "passed the gates (see the funnel)"
-        print(f"  - {' '.join((r['prompt'] or '').split())[:120]!r}: {why}")
+    for text, why in zip(shown.column("prompt").to_pylist(), prompt_gate_reasons(shown)):
+        print(f"  - {' '.join((text or '').split())[:120]!r}: {why or 'passed the gates (see the funnel)'}")
 
 
 @app.command()

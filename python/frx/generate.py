@@ -496,20 +496,25 @@ def step_dedup(run: Run, cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     return kept, dropped
 
 
-def _gate_prompts(cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    """The prompt gates of :mod:`frx.gates`, each failure a drop reason."""
+def prompt_gate_reasons(cands: pa.Table) -> list[str | None]:
+    """For each candidate (``prompt``, ``seed_text``, ``category``, ``category_text``), the
+    prompt gate it fails (:func:`frx.gates.prompt_gate`), or None."""
     from .gates import prompt_gate
     from .taxonomy import categories
 
     names = {c.id: (c.name, *c.aliases) for c in categories()}
+    return [prompt_gate(r["prompt"], r["seed_text"], (r["category_text"], *names.get(r["category"], ())))
+            for r in cands.select(["prompt", "seed_text", "category", "category_text"]).to_pylist()]
+
+
+def _gate_prompts(cands: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    """The prompt gates, each failure a drop reason."""
     dropped = {"names a category": 0, "copies a seed": 0, "too short": 0, "not a request": 0}
-    keep = []
-    for r in cands.select(["prompt", "seed_text", "category", "category_text"]).to_pylist():
-        why = prompt_gate(r["prompt"], r["seed_text"], (r["category_text"], *names.get(r["category"], ())))
-        keep.append(why is None)
-        if why:
-            dropped[why] += 1
-    return cands.filter(pa.array(keep, pa.bool_())), dropped
+    why = prompt_gate_reasons(cands)
+    for w in why:
+        if w:
+            dropped[w] += 1
+    return cands.filter(pa.array([w is None for w in why], pa.bool_())), dropped
 
 
 def _diversity(table: pa.Table, model: str, threshold: float) -> tuple[pa.Table, int]:

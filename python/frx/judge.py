@@ -183,7 +183,7 @@ def judge(
         if len(prompts) != table.num_rows:
             raise FrxError(f"prompts: {len(prompts)} values for {table.num_rows} responses")
     if mode == "encoder" and classifier is None:
-        raise FrxError("mode 'encoder' needs an encoder judge (--encoder DIR, from frx judge-train --encoder)")
+        raise FrxError("mode 'encoder' needs an encoder judge (--classifier DIR, from frx judge-train --encoder)")
     if mode in ("learned", "cascade", "encoder"):
         table = _judge_learned(responses, prompts, table, classifier, "encoder" if mode == "encoder" else "learned")
     if judge_model is None:

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 
 from .io import write_parquet
-from .metrics import notes
+from .metrics import PROMPT_LABELS, notes
 
 __all__ = ["write_report", "pick_examples"]
 
@@ -160,7 +160,7 @@ def pick_examples(tables: Iterable[pa.Table], *, label_column: str = "label", pr
         conf = t.column("confidence").to_pylist() if "confidence" in names else [None] * t.num_rows
         for i in range(t.num_rows):
             kind = str(plab[i] or "benign").strip().lower()
-            kind = {"safe": "benign", "unsafe": "toxic", "harmful": "toxic"}.get(kind, kind)
+            kind = PROMPT_LABELS.get(kind, kind)
             for want, labels, _ in _KINDS:
                 if kind == want and cols[label_column][i] in labels:
                     key = (want, str(models[i]), str(cats[i]))
